@@ -1,0 +1,196 @@
+"""Command line: ``python -m midigen {train,generate,evaluate,roundtrip,render}``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .checkpoint import DEFAULT_WEIGHTS
+from .generate import GenerationRequest
+
+DEFAULTS = GenerationRequest()
+
+
+def add_train(commands) -> None:
+    p = commands.add_parser("train", help="train a model on a folder of MIDI files")
+    p.add_argument("--data", required=True, help="folder searched recursively for .mid/.midi files")
+    p.add_argument("--out", required=True, help="checkpoint path without suffix, e.g. weights/mymodel")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--sequence-length", type=int, default=256)
+    p.add_argument("--learning-rate", type=float, default=2e-3)
+    p.add_argument("--hidden-size", type=int, default=256)
+    p.add_argument("--num-layers", type=int, default=2)
+    p.add_argument("--embedding-size", type=int, default=128)
+    p.add_argument("--dropout", type=float, default=0.2)
+    p.add_argument("--transpose", type=int, default=5, help="largest random transposition in semitones")
+    p.add_argument("--validation-share", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--resume", action="store_true", help="continue from OUT.train.* if present")
+
+
+def run_train(args) -> None:
+    from .train import TrainConfig, train
+
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        sequence_length=args.sequence_length,
+        learning_rate=args.learning_rate,
+        transpose=args.transpose,
+        validation_share=args.validation_share,
+        seed=args.seed,
+    )
+    model = {
+        "hidden_size": args.hidden_size,
+        "num_layers": args.num_layers,
+        "embedding_size": args.embedding_size,
+        "dropout": args.dropout,
+    }
+    meta = train(args.data, args.out, config, model, device=args.device, resume=args.resume)
+    print(f"validation NLL: {meta['validation']}")
+
+
+def add_generate(commands) -> None:
+    p = commands.add_parser("generate", help="write new music, from scratch or continuing a seed MIDI")
+    p.add_argument("--out", required=True, help="output .mid path (with --variations V: OUT-1.mid ... OUT-V.mid)")
+    p.add_argument("--seed-midi", help="MIDI file to continue")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint path without suffix")
+    p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
+    p.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--notes", type=int, help="number of new notes")
+    length.add_argument("--seconds", type=float, help="seconds of new music (default 30)")
+    p.add_argument("--bpm", type=float, help="tempo (default: the seed's, or the model's choice)")
+    p.add_argument("--program", type=int, default=0, help="General MIDI program, 0-127 (0: piano)")
+    p.add_argument("--random-seed", type=int, help="same seed and settings give the same file")
+    p.add_argument("--variations", type=int, default=1)
+    p.add_argument("--continuation-only", action="store_true", help="leave the seed out of the output")
+    p.add_argument("--audio", help="also render audio to this file (.mp3 or .wav)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def run_generate(args) -> None:
+    from .generate import GenerationRequest, Generator
+    from .midi_io import MidiLimits, load_midi
+
+    request = GenerationRequest(
+        temperature=args.temperature, top_p=args.top_p, notes=args.notes,
+        seconds=None if args.notes else (args.seconds or 30.0), bpm=args.bpm, program=args.program,
+        random_seed=args.random_seed, variations=args.variations, continuation_only=args.continuation_only,
+    )
+    seed = load_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7)) if args.seed_midi else None
+    results = Generator(args.weights, args.device).generate(request, seed)
+    out = Path(args.out)
+    for index, result in enumerate(results, start=1):
+        path = out if len(results) == 1 else out.with_name(f"{out.stem}-{index}{out.suffix}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.midi.write(str(path))
+        print(f"{path}: {len(result.continuation.notes)} new notes, {result.seconds:.1f} s, "
+              f"random seed {result.random_seed}")
+        if args.audio:
+            from .render import render_midi_to_file
+
+            audio = Path(args.audio)
+            audio = audio if len(results) == 1 else audio.with_name(f"{audio.stem}-{index}{audio.suffix}")
+            render_midi_to_file(result.midi, audio)
+            print(f"{audio}: audio")
+
+
+def add_evaluate(commands) -> None:
+    p = commands.add_parser("evaluate", help="validation NLL and statistics of generated vs real pieces")
+    p.add_argument("--data", required=True, help="folder of real MIDI files")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--validation-only", action="store_true",
+                   help="use only the files the checkpoint held out from training")
+    p.add_argument("--pieces", type=int, default=16, help="pieces to generate")
+    p.add_argument("--notes", type=int, default=2000, help="notes per generated piece")
+    p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
+    p.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
+    p.add_argument("--random-seed", type=int, default=0)
+
+
+def run_evaluate(args) -> None:
+    from .evaluate import compare, format_table, generated_scores, negative_log_likelihood, real_scores
+    from .generate import Generator
+
+    generator = Generator(args.weights, "cpu")
+    only = None
+    if args.validation_only:
+        only = set(generator.checkpoint.info["training"]["data"]["validation_files"])
+    real = real_scores(generator, args.data, only)
+    if not real:
+        raise ValueError(f"no usable MIDI files in {args.data}")
+    nll = negative_log_likelihood(generator, real)
+    print(f"validation NLL over {nll['pieces']} pieces: {nll['nll_per_note']:.3f} nats/note, "
+          f"{nll['nll_per_token']:.3f} nats/token")
+    generated = generated_scores(generator, args.pieces, args.notes, args.temperature, args.top_p, args.random_seed)
+    print(f"{args.pieces} generated pieces of {args.notes} notes, temperature {args.temperature}, top-p {args.top_p}")
+    print(format_table(compare(generator, real, generated)))
+
+
+def add_roundtrip(commands) -> None:
+    p = commands.add_parser("roundtrip", help="share of notes that survive MIDI -> tokens -> MIDI")
+    p.add_argument("data", help="folder of MIDI files")
+    p.add_argument("--verbose", action="store_true", help="one line per file")
+
+
+def run_roundtrip(args) -> None:
+    import warnings
+
+    import pretty_midi
+
+    from .tokenizer import Tokenizer, roundtrip_accuracy
+    from .train import midi_files
+
+    tokenizer = Tokenizer()
+    matched = total = 0
+    for path in midi_files(args.data):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m, t = roundtrip_accuracy(tokenizer, pretty_midi.PrettyMIDI(str(path)))
+        except Exception as error:  # MIDI parsers raise many error types
+            print(f"{path}: unreadable ({error})")
+            continue
+        matched, total = matched + m, total + t
+        if args.verbose:
+            print(f"{path}: {m}/{t} = {m / max(t, 1):.2%}")
+    print(f"{matched}/{total} notes reproduced ({matched / max(total, 1):.2%}): exact pitch, "
+          f"onset and duration within one grid step (1/{tokenizer.config.steps_per_beat} beat)")
+
+
+def add_render(commands) -> None:
+    p = commands.add_parser("render", help="render a MIDI file to audio with FluidSynth")
+    p.add_argument("midi", help="input .mid")
+    p.add_argument("audio", help="output .mp3 or .wav")
+
+
+def run_render(args) -> None:
+    from .render import render_file
+
+    render_file(args.midi, args.audio)
+    print(f"{args.audio}: written")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="midigen", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in (add_train, add_generate, add_evaluate, add_roundtrip, add_render):
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"train": run_train, "generate": run_generate, "evaluate": run_evaluate,
+                "roundtrip": run_roundtrip, "render": run_render}
+    try:
+        handlers[args.command](args)
+    except (ValueError, RuntimeError, OSError) as error:
+        print(f"midigen {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+

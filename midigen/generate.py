@@ -1,0 +1,158 @@
+"""From settings (and an optional seed) to finished MIDI: the one call the CLI and app make."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pretty_midi
+
+from . import checkpoint
+from .sample import NumbaSampler, SamplingSettings, TorchSampler
+from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
+
+MAX_RANDOM_SEED = 2**31 - 1
+TOKENS_PER_NOTE = 4
+TOKENS_PER_SECOND = 80
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """What the user asked for. Length is ``notes`` new notes or ``seconds`` of new music."""
+
+    temperature: float = 1.0
+    top_p: float = 0.95
+    notes: int | None = None
+    seconds: float | None = 30.0
+    bpm: float | None = None
+    program: int = 0
+    random_seed: int | None = None
+    variations: int = 1
+    continuation_only: bool = False
+
+    def __post_init__(self):
+        if (self.notes is None) == (self.seconds is None):
+            raise ValueError("give exactly one of notes and seconds")
+        if self.notes is not None and self.notes < 1:
+            raise ValueError("notes must be at least 1")
+        if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
+            raise ValueError("seconds must be a positive number")
+        if self.bpm is not None and not (math.isfinite(self.bpm) and 20 <= self.bpm <= 400):
+            raise ValueError("bpm must be between 20 and 400")
+        if not 0 <= self.program <= 127:
+            raise ValueError("program must be a General MIDI program number, 0-127")
+        if self.random_seed is not None and not 0 <= self.random_seed <= MAX_RANDOM_SEED:
+            raise ValueError(f"random seed must be between 0 and {MAX_RANDOM_SEED}")
+        if self.variations < 1:
+            raise ValueError("variations must be at least 1")
+        SamplingSettings(self.temperature, self.top_p)
+
+
+@dataclass
+class Generated:
+    """One variation: the MIDI to write, and its notes split into seed and continuation."""
+
+    midi: pretty_midi.PrettyMIDI
+    seed: Score
+    continuation: Score
+    tokens: list[int]
+    random_seed: int
+
+    @property
+    def seconds(self) -> float:
+        return self.midi.get_end_time()
+
+    def __repr__(self) -> str:
+        return (f"Generated(seed={len(self.seed.notes)} notes, continuation={len(self.continuation.notes)} notes, "
+                f"{self.seconds:.1f} s)")
+
+
+class Generator:
+    """A loaded model ready to sample: weights are read once, here."""
+
+    def __init__(self, weights: str | Path = checkpoint.DEFAULT_WEIGHTS, device: str = "auto"):
+        self.checkpoint = checkpoint.load(weights)
+        self.tokenizer = Tokenizer(self.checkpoint.tokenizer_config)
+        self.device = resolve_device(device)
+        self.sampler = self._make_sampler(self.device)
+
+    def _make_sampler(self, device: str):
+        if device == "cpu":
+            return NumbaSampler(self.checkpoint, self.tokenizer)
+        return TorchSampler(self.checkpoint, self.tokenizer, device)
+
+    def to(self, device: str) -> Generator:
+        """Move sampling to ``device`` ('cpu' or 'cuda'); returns self."""
+        device = resolve_device(device)
+        if device != self.device:
+            self.device, self.sampler = device, self._make_sampler(device)
+        return self
+
+    def __repr__(self) -> str:
+        return f"Generator({self.checkpoint.model_config}, device={self.device})"
+
+    def generate(self, request: GenerationRequest, seed_midi: pretty_midi.PrettyMIDI | None = None) -> list[Generated]:
+        """Sample ``request.variations`` pieces continuing ``seed_midi`` (or from scratch)."""
+        tok = self.tokenizer
+        random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
+        seed = tok.midi_to_score(seed_midi) if seed_midi is not None else Score([], request.bpm or 0.0)
+        if request.bpm:
+            seed = replace(seed, bpm=request.bpm)
+        if not seed.bpm:
+            seed = replace(seed, bpm=self._sample_tempo(random_seed))
+        prompt = tok.score_to_tokens(seed, add_eos=False)
+        position = seed.notes[-1].start if seed.notes else 0
+        settings = self._settings(request, position, seed.bpm)
+        results = []
+        for tokens in self.sampler.sample(prompt, settings, request.variations, random_seed, position):
+            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm)
+            seed_keys = {(n.pitch, n.start) for n in seed.notes}
+            new_notes = [n for n in full.notes if (n.pitch, n.start) not in seed_keys]
+            continuation = Score(new_notes, full.bpm)
+            kept = shift_to_zero(continuation) if request.continuation_only else full
+            midi = tok.score_to_midi(kept, program=request.program)
+            results.append(Generated(midi, Score(list(seed.notes), full.bpm), continuation, tokens, random_seed))
+        return results
+
+    def _sample_tempo(self, random_seed: int) -> float:
+        """The model's own choice of tempo for a piece started from scratch."""
+        tokens = self.sampler.sample([BOS], SamplingSettings(max_tokens=1), 1, random_seed)[0]
+        kind, level = self.tokenizer.vocab.decode(tokens[0]) if tokens else ("", 0)
+        return self.tokenizer.bin_tempo(level) if kind == "TEMPO" else DEFAULT_BPM
+
+    def _settings(self, request: GenerationRequest, position: int, bpm: float) -> SamplingSettings:
+        if request.notes is not None:
+            return SamplingSettings(request.temperature, request.top_p, max_notes=request.notes,
+                                    max_tokens=request.notes * TOKENS_PER_NOTE + 64)
+        steps_per_second = self.tokenizer.config.steps_per_beat * bpm / 60.0
+        return SamplingSettings(
+            request.temperature, request.top_p, max_notes=2**31 - 1,
+            max_steps=position + max(1, round(request.seconds * steps_per_second)),
+            max_tokens=math.ceil(request.seconds * TOKENS_PER_SECOND) + 64,
+        )
+
+
+def shift_to_zero(score: Score) -> Score:
+    """The same notes moved so the first starts at step 0."""
+    if not score.notes:
+        return score
+    first = score.notes[0].start
+    return Score([Note(n.pitch, n.start - first, n.duration, n.velocity) for n in score.notes], score.bpm)
+
+
+def resolve_device(name: str) -> str:
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'. Torch is imported only to look."""
+    if name not in ("auto", "cpu", "cuda"):
+        raise ValueError("device must be auto, cpu or cuda")
+    if name == "cpu" or (name == "auto" and not any(Path(p).exists() for p in GPU_DRIVER_PATHS)):
+        return "cpu"
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if name == "cuda":
+        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available")
+    return "cpu"

@@ -1,0 +1,53 @@
+"""The GRU language model over midigen tokens."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the network; saved in the checkpoint so the model can be rebuilt."""
+
+    vocab_size: int
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(**data)
+
+
+class MidiGRU(nn.Module):
+    """Embedding -> multi-layer GRU -> linear head giving next-token logits."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.gru = nn.GRU(
+            config.embedding_size,
+            config.hidden_size,
+            num_layers=config.num_layers,
+            batch_first=True,
+            dropout=config.dropout if config.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of shape (batch, time, vocab) and the new GRU state."""
+        output, state = self.gru(self.embedding(tokens), state)
+        return self.head(self.dropout(output)), state
+
+    def __repr__(self) -> str:
+        params = sum(p.numel() for p in self.parameters())
+        return f"MidiGRU({self.config}, parameters={params:,})"
