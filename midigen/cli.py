@@ -91,11 +91,11 @@ def run_generate(args) -> None:
         print(f"{path}: {len(result.continuation.notes)} new notes, {result.seconds:.1f} s, "
               f"random seed {result.random_seed}")
         if args.audio:
-            from .render import render_midi_to_file
+            from .render import get_renderer, write_audio
 
             audio = Path(args.audio)
             audio = audio if len(results) == 1 else audio.with_name(f"{audio.stem}-{index}{audio.suffix}")
-            render_midi_to_file(result.midi, audio)
+            write_audio(get_renderer().render(result.midi), audio)
             print(f"{audio}: audio")
 
 

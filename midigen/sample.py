@@ -196,7 +196,7 @@ def _step(tokens, input_table, ih_t, ih_b, hh_t, hh_b, h, gi, gh):
         _gru_update(gi, gh, h[layer])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _prime(prompt, input_table, ih_t, ih_b, hh_t, hh_b, h):
     """Feed all prompt tokens but the last (its step happens in the sampling loop)."""
     gi = np.empty((h.shape[1], hh_t.shape[2]), dtype=np.float32)
@@ -207,7 +207,7 @@ def _prime(prompt, input_table, ih_t, ih_b, hh_t, hh_b, h):
         _step(token, input_table, ih_t, ih_b, hh_t, hh_b, h, gi, gh)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sample_loop(
     last, input_table, ih_t, ih_b, hh_t, hh_b, head_t, head_b, h, may_follow, temperature, top_p, u,
     pitch_lo, pitch_hi, shift_lo, shift_hi, position, chord_top, max_notes, max_steps, out,

@@ -1,0 +1,341 @@
+"""The only way untrusted MIDI enters midigen: bounded, validated loading and seed trimming.
+
+Uploads are checked in cheap stages before mido and pretty_midi see them: the size, the header,
+the chunk layout, and one scan over the events that counts them and measures the piece from its
+tempo map. Anything mido or pretty_midi still raise becomes one :class:`MidiError`.
+"""
+
+import copy
+import io
+import itertools
+import os
+import struct
+import warnings
+from dataclasses import dataclass
+
+import mido
+import pretty_midi
+from mido.messages import SPEC_BY_STATUS
+
+__all__ = ["MidiError", "MidiLimits", "load_midi", "trim_to_last"]
+
+_DAMAGED = "This MIDI file is damaged and could not be read."
+_TRUNCATED = "This MIDI file is damaged: a track ends in the middle of an event."
+_EXTENSIONS = (".mid", ".midi")
+_DEFAULT_TEMPO = 500_000  # microseconds per beat (120 BPM) until the first tempo event
+# Data bytes after the status byte of each channel message; other statuses are not allowed in files.
+_CHANNEL_DATA_BYTES = {status: spec["length"] - 1 for status, spec in SPEC_BY_STATUS.items() if status < 0xF0}
+_META, _SYSEX, _SYSEX_ESCAPE, _META_TEMPO = 0xFF, 0xF0, 0xF7, 0x51
+
+
+class MidiError(ValueError):
+    """An upload was rejected; ``str(error)`` is one short sentence to show the user."""
+
+
+@dataclass(frozen=True)
+class MidiLimits:
+    """Bounds on what an upload may contain (all inclusive)."""
+
+    max_bytes: int = 1 << 20
+    max_tracks: int = 64
+    max_events: int = 200_000
+    max_notes: int = 100_000
+    ticks_per_beat_range: tuple[int, int] = (1, 32767)
+    bpm_range: tuple[float, float] = (1.0, 1000.0)
+    max_seconds: float = 3600.0
+    # pretty_midi allocates one float per tick of the timeline (and refuses more than 10 million).
+    max_ticks: int = 10_000_000
+
+
+def load_midi(
+    data: bytes | str | os.PathLike, limits: MidiLimits = MidiLimits(), name: str | None = None
+) -> pretty_midi.PrettyMIDI:
+    """Validate and parse an uploaded MIDI file (bytes or a path); raise MidiError if it is unusable."""
+    is_path = not isinstance(data, bytes | bytearray | memoryview)
+    if is_path and name is None:
+        name = os.fspath(data)
+    if name is not None:
+        _check_extension(name)
+    data = _read_file(data, limits.max_bytes) if is_path else bytes(data)
+    if len(data) > limits.max_bytes:
+        raise MidiError(_too_large(len(data), limits.max_bytes))
+    fmt, division, tracks = _split_chunks(data, limits)
+    _check_events(tracks, division, limits)
+    midi = _parse(b"".join([_header(fmt, len(tracks), division), *(_chunk(b"MTrk", t) for t in tracks)]))
+    _check_notes(midi)
+    return midi
+
+
+def _check_extension(name: str | os.PathLike) -> None:
+    if not os.fspath(name).lower().endswith(_EXTENSIONS):
+        raise MidiError("Please upload a MIDI file: its name must end in .mid or .midi.")
+
+
+def _too_large(size: int, max_bytes: int) -> str:
+    return f"This file is too large ({_size(size)}); MIDI seeds may be at most {_size(max_bytes)}."
+
+
+def _size(count: int) -> str:
+    return f"{count / 2**20:.1f} MB" if count >= 2**20 else f"{count / 2**10:.0f} KB"
+
+
+def _read_file(path: str | os.PathLike, max_bytes: int) -> bytes:
+    """Read at most ``max_bytes`` from ``path``, checking the size before reading."""
+    try:
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise MidiError(_too_large(size, max_bytes))
+        with open(path, "rb") as file:
+            return file.read(max_bytes + 1)
+    except OSError as exc:
+        raise MidiError("The uploaded file could not be read.") from exc
+
+
+def _header(fmt: int, ntracks: int, division: int) -> bytes:
+    return _chunk(b"MThd", struct.pack(">HHH", fmt, ntracks, division))
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return kind + struct.pack(">I", len(body)) + body
+
+
+def _split_chunks(data: bytes, limits: MidiLimits) -> tuple[int, int, list[bytes]]:
+    """Check the header and walk the chunks; return (format, ticks per beat, track chunk bodies)."""
+    if not data:
+        raise MidiError("This file is empty.")
+    if not data.startswith(b"MThd"):
+        raise MidiError("This file is not a MIDI file (it does not start with 'MThd').")
+    if len(data) < 14:
+        raise MidiError("This MIDI file is damaged: its header is incomplete.")
+    length, fmt, ntracks, division = struct.unpack_from(">IHHH", data, 4)
+    if length != 6:
+        raise MidiError("This MIDI file is damaged: its header has the wrong length.")
+    _check_header(fmt, ntracks, division, limits)
+    tracks, pos = [], 14
+    while len(tracks) < ntracks:
+        if pos == len(data):
+            raise MidiError(
+                f"This MIDI file is incomplete: its header lists {_count(ntracks, 'track')} but it has {len(tracks)}."
+            )
+        if pos + 8 > len(data):
+            raise MidiError("This MIDI file is damaged: it ends in the middle of a chunk header.")
+        kind, length = struct.unpack_from(">4sI", data, pos)
+        if not all(0x20 <= byte < 0x7F for byte in kind):
+            raise MidiError("This MIDI file is damaged: a track does not start where expected.")
+        pos += 8 + length
+        if pos > len(data):
+            raise MidiError("This MIDI file is damaged: a track is shorter than its header says (truncated?).")
+        if kind == b"MTrk":  # Other chunk types are allowed by the standard and skipped.
+            tracks.append(data[pos - length : pos])
+    return fmt, division, tracks
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def _check_header(fmt: int, ntracks: int, division: int, limits: MidiLimits) -> None:
+    if fmt == 2:
+        raise MidiError("MIDI type 2 files are not supported; please upload a type 0 or type 1 file.")
+    if fmt > 2:
+        raise MidiError(f"This MIDI file has an unknown format ({fmt}); only types 0 and 1 are supported.")
+    if ntracks == 0:
+        raise MidiError("This MIDI file contains no tracks.")
+    if ntracks > limits.max_tracks:
+        raise MidiError(f"This MIDI file has too many tracks ({ntracks}); at most {limits.max_tracks} are allowed.")
+    if division & 0x8000:
+        raise MidiError("This MIDI file uses SMPTE time code; please export it with ticks per beat (PPQ) timing.")
+    low, high = limits.ticks_per_beat_range
+    if not low <= division <= high:
+        raise MidiError(f"This MIDI file has an invalid time resolution ({division} ticks per beat).")
+
+
+@dataclass
+class _Scan:
+    """Running totals of the event scan over all tracks."""
+
+    limits: MidiLimits
+    events: int = 0
+    notes: int = 0
+    end_tick: int = 0
+
+    def count(self, is_note: bool) -> None:
+        self.events += 1
+        if self.events > self.limits.max_events:
+            raise MidiError(f"This MIDI file has too many events (over {self.limits.max_events:,}).")
+        self.notes += is_note
+        if self.notes > self.limits.max_notes:
+            raise MidiError(f"This MIDI file has too many notes (over {self.limits.max_notes:,}).")
+
+
+def _check_events(tracks: list[bytes], division: int, limits: MidiLimits) -> None:
+    """Scan every event without building objects: counts, tempos and the length of the piece."""
+    scan = _Scan(limits)
+    tempo_map = []
+    for index, track in enumerate(tracks):
+        tempos = _scan_track(track, scan)
+        for _, tempo in tempos:
+            _check_tempo(tempo, limits)
+        if index == 0:  # Like pretty_midi, time is measured with the first track's tempo map.
+            tempo_map = tempos
+    seconds = _seconds(scan.end_tick, tempo_map, division)
+    if seconds > limits.max_seconds:
+        raise MidiError(
+            f"This MIDI file claims to last {_duration(seconds)}; seeds must be shorter than "
+            f"{_duration(limits.max_seconds)}."
+        )
+    if scan.end_tick > limits.max_ticks:
+        raise MidiError(f"This MIDI file's timeline is too long ({scan.end_tick:,} ticks) to be loaded.")
+
+
+def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
+    """Walk one track's events as mido will read them; return its (tick, tempo) events."""
+    tempos, pos, tick, running = [], 0, 0, None
+    try:
+        while pos < len(track):
+            delta, pos = _read_vlq(track, pos)
+            tick += delta
+            status = track[pos]
+            if status == _META:
+                kind = track[pos + 1]
+                length, pos = _read_vlq(track, pos + 2)
+                if kind == _META_TEMPO:
+                    tempos.append((tick, _tempo(track[pos : pos + length])))
+                pos += length
+                scan.count(False)
+            elif status in (_SYSEX, _SYSEX_ESCAPE):
+                running = None
+                length, pos = _read_vlq(track, pos + 1)
+                pos += length
+                scan.count(False)
+            else:
+                if status >= 0x80:
+                    running, pos = status, pos + 1
+                elif running is None:
+                    raise MidiError("This MIDI file is damaged: an event has no status byte (bad running status).")
+                if running not in _CHANNEL_DATA_BYTES:
+                    raise MidiError("This MIDI file is damaged: it contains an invalid status byte.")
+                is_note = (running & 0xF0) == 0x90 and track[pos + 1] > 0
+                pos += _CHANNEL_DATA_BYTES[running]
+                scan.count(is_note)
+    except IndexError as exc:
+        raise MidiError(_TRUNCATED) from exc
+    if pos > len(track):
+        raise MidiError(_TRUNCATED)
+    scan.end_tick = max(scan.end_tick, tick)
+    return tempos
+
+
+def _read_vlq(data: bytes, pos: int) -> tuple[int, int]:
+    """Read a variable-length quantity (at most 4 bytes) at ``pos``; return (value, next position)."""
+    value = 0
+    for end in range(pos, pos + 4):
+        byte = data[end]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, end + 1
+    raise MidiError("This MIDI file is damaged: it contains an invalid time or length value.")
+
+
+def _tempo(data: bytes) -> int:
+    if len(data) != 3:
+        raise MidiError("This MIDI file is damaged: it contains an invalid tempo event.")
+    return int.from_bytes(data, "big")
+
+
+def _check_tempo(tempo: int, limits: MidiLimits) -> None:
+    if tempo == 0:
+        raise MidiError("This MIDI file sets a tempo of zero, which is invalid.")
+    low, high = limits.bpm_range
+    if not low <= 60_000_000 / tempo <= high:
+        raise MidiError(
+            f"This MIDI file sets a tempo of {60_000_000 / tempo:,.0f} BPM; tempos must be between {low:g} and "
+            f"{high:g} BPM."
+        )
+
+
+def _seconds(end_tick: int, tempo_map: list[tuple[int, int]], division: int) -> float:
+    """Length in seconds of ``end_tick`` ticks under a (tick, microseconds per beat) tempo map."""
+    micros, last_tick, tempo = 0, 0, _DEFAULT_TEMPO
+    for tick, new_tempo in tempo_map:
+        micros += (tick - last_tick) * tempo
+        last_tick, tempo = tick, new_tempo
+    micros += (end_tick - last_tick) * tempo
+    return micros / 1e6 / division
+
+
+def _duration(seconds: float) -> str:
+    """A rough human-readable duration: '31 years', '60 minutes'."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:,.0f} {unit}"
+    return f"{seconds:.0f} seconds"
+
+
+def _parse(data: bytes) -> pretty_midi.PrettyMIDI:
+    """Parse validated bytes with mido and pretty_midi; any failure becomes MidiError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            midi_file = mido.MidiFile(file=io.BytesIO(data), clip=True)
+            for track in midi_file.tracks:
+                if not track:  # pretty_midi cannot handle an empty track.
+                    track.append(mido.MetaMessage("end_of_track"))
+            return pretty_midi.PrettyMIDI(mido_object=midi_file)
+    except Exception as exc:  # The boundary: mido and pretty_midi raise many kinds of errors.
+        raise MidiError(_DAMAGED) from exc
+
+
+def _check_notes(midi: pretty_midi.PrettyMIDI) -> None:
+    played = [instrument for instrument in midi.instruments if instrument.notes]
+    if not played:
+        raise MidiError("This MIDI file contains no notes.")
+    if all(instrument.is_drum for instrument in played):
+        raise MidiError("This MIDI file only contains drums (channel 10); please upload one with melodic notes.")
+
+
+def trim_to_last(
+    midi: pretty_midi.PrettyMIDI, max_notes: int, max_seconds: float
+) -> tuple[pretty_midi.PrettyMIDI, bool]:
+    """Keep at most the last ``max_notes`` notes and ``max_seconds`` seconds, shifted to start at 0.
+
+    Returns ``(midi, was_trimmed)``; ``midi`` is returned as is when it already fits. The tempo map,
+    controls and meta events of the kept part are kept (shifted), so the beats stay where they were.
+    A single note longer than ``max_seconds`` is shortened.
+    """
+    if max_notes < 1 or max_seconds <= 0:
+        raise ValueError("max_notes and max_seconds must be positive")
+    notes = sorted(
+        (note for instrument in midi.instruments for note in instrument.notes),
+        key=lambda note: (note.start, note.pitch, note.end),
+    )
+    if not notes:
+        return midi, False
+    ends = list(itertools.accumulate((note.end for note in reversed(notes)), max))[::-1]
+    first = _first_kept(notes, ends, max_notes, max_seconds)
+    start = notes[first].start
+    stop = min(ends[first], start + max_seconds)
+    if first == 0 and stop == ends[0]:
+        return midi, False
+    keep = {id(note) for note in notes[first:]}
+    shell = copy.copy(midi)  # Copy only the kept notes, not the whole piece.
+    shell.instruments = [copy.copy(instrument) for instrument in midi.instruments]
+    for instrument in shell.instruments:
+        instrument.notes = [note for note in instrument.notes if id(note) in keep]
+    trimmed = copy.deepcopy(shell)
+    for instrument in trimmed.instruments:
+        for note in instrument.notes:
+            note.end = min(note.end, stop)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trimmed.adjust_times([start, stop], [0.0, stop - start])
+    return trimmed, True
+
+
+def _first_kept(notes: list[pretty_midi.Note], ends: list[float], max_notes: int, max_seconds: float) -> int:
+    """Index of the first note kept: among the last ``max_notes``, the first whose onset lies within
+    ``max_seconds`` of the end of the notes from it on (else the last note)."""
+    for index in range(max(len(notes) - max_notes, 0), len(notes)):
+        if notes[index].start >= ends[index] - max_seconds:
+            return index
+    return len(notes) - 1

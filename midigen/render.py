@@ -1,0 +1,317 @@
+"""Render MIDI to audio with one long-lived FluidSynth synthesizer.
+
+``Renderer`` keeps a single ``fluidsynth.Synth`` with the soundfont loaded once and
+reuses it for every request (serialized by a lock). A piece is rendered by walking a
+time-sorted event list and letting FluidSynth write float samples straight into one
+preallocated ``(n, 2)`` float32 buffer, which is then peak-normalized in place.
+
+pyfluidsynth and libfluidsynth are optional: without them (or without a General MIDI
+soundfont) the constructor raises ``RenderUnavailable`` with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import soundfile as sf
+
+SAMPLE_RATE = 44100
+TAIL_SECONDS = 1.0  # kept after the last event so releases ring out (as pretty_midi does)
+FADE_SECONDS = 0.05  # fade applied when max_seconds cuts a piece short
+TARGET_PEAK = 10 ** (-1 / 20)  # -1 dBFS
+SILENCE_PEAK = 1e-6  # below this a render counts as silent and is not amplified
+SOUNDFONT_ENV = "MIDIGEN_SOUNDFONT"
+SYSTEM_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+DRUM_CHANNEL = 9
+DRUM_BANK = 128
+MIDI_CHANNELS = 256
+# FluidSynth synthesizes in blocks of 64 frames; rendering whole blocks per request keeps every
+# request starting on a block boundary, so its timing does not depend on the previous request's length.
+BLOCK_FRAMES = 64
+DRAIN_FRAMES = 16 * BLOCK_FRAMES
+MAX_DRAIN_SECONDS = 5.0  # bound on rendering away the releases a previous request left sounding
+NOTE_OFF, CONTROL_CHANGE, PITCH_BEND, NOTE_ON = range(4)  # event order at equal times
+
+WRITE_FRAMES = SAMPLE_RATE  # frames handed to the encoder per call
+MP3_KBPS = 128  # 0.48 MB per 30 s
+MP3_QUALITY = 7  # LAME's fast mode: about 5x faster than libsndfile's MP3 writer, inaudible at 128 kbps
+_AUDIO_FORMATS = {
+    ".wav": {"format": "WAV", "subtype": "PCM_16"},
+    ".flac": {"format": "FLAC", "subtype": "PCM_16"},
+    ".ogg": {"format": "OGG", "subtype": "VORBIS"},
+}
+
+
+class RenderUnavailable(RuntimeError):
+    """FluidSynth or a General MIDI soundfont is missing."""
+
+
+def find_soundfont() -> Path | None:
+    """Return the soundfont to use, or None if none is installed.
+
+    Order: ``$MIDIGEN_SOUNDFONT``, Debian's FluidR3_GM, pretty_midi's bundled TimGM6mb.
+
+    Raises
+    ------
+    RenderUnavailable
+        If ``$MIDIGEN_SOUNDFONT`` is set but names no file.
+    """
+    configured = os.environ.get(SOUNDFONT_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        if not path.is_file():
+            raise RenderUnavailable(f"no General MIDI soundfont found: {SOUNDFONT_ENV}={configured} does not exist")
+        return path
+    for path in (SYSTEM_SOUNDFONT, Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _channels(instruments: list[pretty_midi.Instrument]) -> list[int]:
+    """Give each instrument its own MIDI channel; the first drum kit gets channel 9."""
+    melodic = [c for c in range(MIDI_CHANNELS) if c != DRUM_CHANNEL]
+    first_drum = next((i for i, inst in enumerate(instruments) if inst.is_drum), None)
+    channels, k = [], 0
+    for i in range(len(instruments)):
+        if i == first_drum:
+            channels.append(DRUM_CHANNEL)
+        else:
+            channels.append(melodic[k % len(melodic)])
+            k += 1
+    return channels
+
+
+def _events(instruments: list[pretty_midi.Instrument], channels: list[int], n_frames: int) -> list[tuple]:
+    """Time-sorted ``(frame, kind, args)`` events that start before ``n_frames``."""
+    events = []
+    for inst, chan in zip(instruments, channels, strict=True):
+        for note in inst.notes:
+            on = round(note.start * SAMPLE_RATE)
+            events.append((on, NOTE_ON, (chan, note.pitch, note.velocity)))
+            events.append((max(round(note.end * SAMPLE_RATE), on + 1), NOTE_OFF, (chan, note.pitch)))
+        for cc in inst.control_changes:
+            events.append((round(cc.time * SAMPLE_RATE), CONTROL_CHANGE, (chan, cc.number, cc.value)))
+        for bend in inst.pitch_bends:
+            events.append((round(bend.time * SAMPLE_RATE), PITCH_BEND, (chan, bend.pitch)))
+    events = [event for event in events if event[0] < n_frames]
+    events.sort()
+    return events
+
+
+class Renderer:
+    """A shared FluidSynth synthesizer that renders ``PrettyMIDI`` objects to stereo float32.
+
+    Parameters
+    ----------
+    soundfont
+        Path to a ``.sf2`` file; default ``find_soundfont()``.
+
+    Raises
+    ------
+    RenderUnavailable
+        If pyfluidsynth/libfluidsynth or the soundfont is missing or unloadable.
+
+    Notes
+    -----
+    Renders do not depend on earlier requests, except that FluidSynth ramps each new voice's
+    pan gains over its first 64 frames from the values its voice slot last had: the first
+    1.5 ms of a note can differ by a few thousandths of full scale.
+    """
+
+    def __init__(self, soundfont: str | os.PathLike | None = None):
+        try:
+            import fluidsynth
+        except (ImportError, OSError) as exc:
+            raise RenderUnavailable(
+                f"FluidSynth is not installed: {exc} (pip install pyfluidsynth; apt install libfluidsynth3)"
+            ) from exc
+        path = Path(soundfont) if soundfont is not None else find_soundfont()
+        if path is None:
+            raise RenderUnavailable(
+                f"no General MIDI soundfont found: set {SOUNDFONT_ENV} or apt install fluid-soundfont-gm"
+            )
+        if not path.is_file():
+            raise RenderUnavailable(f"no General MIDI soundfont found: {path} does not exist")
+        self.soundfont = path
+        self.sample_rate = SAMPLE_RATE
+        # Reverb and chorus are off: their modulated delay lines keep state that a reset does not clear,
+        # which would make a render depend on the requests before it.
+        self._synth = fluidsynth.Synth(
+            gain=0.2,
+            samplerate=float(SAMPLE_RATE),
+            channels=MIDI_CHANNELS,
+            **{"synth.reverb.active": 0, "synth.chorus.active": 0},
+        )
+        self._sfid = self._synth.sfload(str(path))
+        if self._sfid == -1:
+            self._synth.delete()
+            raise RenderUnavailable(f"no General MIDI soundfont found: FluidSynth could not load {path}")
+        c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
+        self._write_float = fluidsynth.cfunc(
+            "fluid_synth_write_float",
+            c_int,
+            ("synth", c_void_p, 1),
+            ("len", c_int, 1),
+            ("lout", c_void_p, 1),
+            ("loff", c_int, 1),
+            ("lincr", c_int, 1),
+            ("rout", c_void_p, 1),
+            ("roff", c_int, 1),
+            ("rincr", c_int, 1),
+        )
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Free the synthesizer; later ``render`` calls raise ``RuntimeError``."""
+        with self._lock:
+            if self._synth is not None:
+                self._synth.delete()
+                self._synth = None
+
+    def render(self, midi: pretty_midi.PrettyMIDI, max_seconds: float | None = None) -> np.ndarray:
+        """Synthesize ``midi`` to stereo audio.
+
+        Parameters
+        ----------
+        midi
+            The piece. Each instrument gets its own channel with its program; drums use bank 128.
+        max_seconds
+            Cap on the output length (the work done is bounded too); a capped piece is faded out.
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 samples, shape ``(n, 2)`` at 44100 Hz, ``n`` covering the piece plus
+            ``TAIL_SECONDS``, peak-normalized to -1 dBFS (all zeros if nothing sounds).
+        """
+        if max_seconds is not None and max_seconds <= 0:
+            raise ValueError(f"max_seconds must be positive, got {max_seconds}")
+        n_frames = math.ceil((midi.get_end_time() + TAIL_SECONDS) * SAMPLE_RATE)
+        capped = max_seconds is not None and max_seconds * SAMPLE_RATE < n_frames
+        if capped:
+            n_frames = math.ceil(max_seconds * SAMPLE_RATE)
+        instruments = midi.instruments
+        channels = _channels(instruments)
+        events = _events(instruments, channels, n_frames)
+        audio = np.empty((math.ceil(n_frames / BLOCK_FRAMES) * BLOCK_FRAMES, 2), dtype=np.float32)
+
+        with self._lock:
+            synth = self._synth
+            if synth is None:
+                raise RuntimeError("the renderer is closed")
+            self._reset()
+            for inst, chan in zip(instruments, channels, strict=True):
+                bank = DRUM_BANK if inst.is_drum else 0
+                if synth.program_select(chan, self._sfid, bank, inst.program) == -1:
+                    synth.program_select(chan, self._sfid, bank, 0)
+            actions = (synth.noteoff, synth.cc, synth.pitch_bend, synth.noteon)
+            done = 0
+            for frame, kind, args in events:
+                if frame > done:
+                    self._synthesize(audio, done, frame)
+                    done = frame
+                actions[kind](*args)
+            self._synthesize(audio, done, len(audio))
+
+        audio = audio[:n_frames]
+        if capped:
+            fade = min(n_frames, round(FADE_SECONDS * SAMPLE_RATE))
+            audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
+        peak = max(float(audio.max()), -float(audio.min()))
+        if peak > SILENCE_PEAK:
+            audio *= TARGET_PEAK / peak
+        return audio
+
+    def _reset(self) -> None:
+        """Return the synth to its initial state: no voices, default controllers and programs.
+
+        Notes left sounding by the previous request are released and rendered away into a scratch
+        buffer rather than killed: in FluidSynth a note that starts right after a voice on the same
+        key was killed begins with a loud transient.
+        """
+        self._synth.system_reset()  # releases every note, resets controllers and programs
+        scratch = np.empty((DRAIN_FRAMES, 2), dtype=np.float32)
+        for _ in range(math.ceil(MAX_DRAIN_SECONDS * SAMPLE_RATE / DRAIN_FRAMES)):
+            if self._synth.get_active_voice_count() == 0:
+                return
+            self._synthesize(scratch, 0, DRAIN_FRAMES)
+        for chan in range(MIDI_CHANNELS):  # a voice that never dies away
+            self._synth.all_sounds_off(chan)
+
+    def _synthesize(self, audio: np.ndarray, start: int, stop: int) -> None:
+        """Let FluidSynth write frames ``start:stop`` of ``audio`` (interleaved stereo float32)."""
+        pointer = audio.ctypes.data + start * audio.strides[0]
+        self._write_float(self._synth.synth, stop - start, pointer, 0, 2, pointer, 1, 2)
+
+
+_renderer: Renderer | None = None
+_renderer_lock = threading.Lock()
+
+
+def get_renderer() -> Renderer:
+    """Return the process-wide ``Renderer``, creating it on first use.
+
+    Raises
+    ------
+    RenderUnavailable
+        On every call while FluidSynth or a soundfont is missing.
+    """
+    global _renderer
+    with _renderer_lock:
+        if _renderer is None:
+            _renderer = Renderer()
+        return _renderer
+
+
+def audio_available() -> tuple[bool, str]:
+    """Return ``(True, description)`` if audio rendering works, else ``(False, reason)``."""
+    try:
+        renderer = get_renderer()
+    except RenderUnavailable as exc:
+        return False, str(exc)
+    return True, f"FluidSynth with soundfont {renderer.soundfont.name}"
+
+
+def write_audio(samples: np.ndarray, path: str | os.PathLike) -> Path:
+    """Write ``(n, 2)`` samples in [-1, 1] to ``path``; the suffix picks the format.
+
+    ``.mp3`` (128 kbps CBR, the browser-friendly default), ``.wav`` (16-bit PCM), ``.flac``, ``.ogg``.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".mp3":
+        return _write_mp3(samples, path)
+    options = _AUDIO_FORMATS.get(path.suffix.lower())
+    if options is None:
+        formats = ", ".join([".mp3", *_AUDIO_FORMATS])
+        raise ValueError(f"unsupported audio format {path.suffix!r}; use one of {formats}")
+    with sf.SoundFile(path, "w", SAMPLE_RATE, samples.shape[1], **options) as out:
+        for start in range(0, len(samples), WRITE_FRAMES):  # libvorbis overflows its stack on long writes
+            out.write(samples[start : start + WRITE_FRAMES])
+    return path
+
+
+def _write_mp3(samples: np.ndarray, path: Path) -> Path:
+    """Encode with LAME (lameenc) at ``MP3_KBPS`` CBR."""
+    import lameenc
+
+    encoder = lameenc.Encoder()
+    encoder.set_bit_rate(MP3_KBPS)
+    encoder.set_in_sample_rate(SAMPLE_RATE)
+    encoder.set_channels(samples.shape[1])
+    encoder.set_quality(MP3_QUALITY)
+    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
+    path.write_bytes(bytes(encoder.encode(pcm.tobytes()) + encoder.flush()))
+    return path
+
+
+def render_file(midi_path: str | os.PathLike, audio_path: str | os.PathLike, max_seconds: float | None = None) -> Path:
+    """Render the MIDI file ``midi_path`` to ``audio_path`` (format from its suffix) and return that path."""
+    midi = pretty_midi.PrettyMIDI(str(midi_path))
+    return write_audio(get_renderer().render(midi, max_seconds=max_seconds), audio_path)

@@ -1,0 +1,192 @@
+"""What the web app does for one click, independent of the UI toolkit.
+
+``clean_settings`` turns whatever arrives from the page or the API into a valid
+``GenerationRequest`` (clamping numbers to the documented ranges, rejecting
+non-numbers); ``Studio.run`` loads the seed safely, samples, writes the MIDI,
+renders audio and draws the piano roll into a fresh per-request folder.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from PIL import Image
+
+from . import pianoroll
+from .generate import MAX_RANDOM_SEED, Generated, GenerationRequest, Generator
+from .midi_io import MidiLimits, load_midi, trim_to_last
+from .render import RenderUnavailable, get_renderer, write_audio
+from .tokenizer import Score
+
+
+class UserError(ValueError):
+    """A problem the user can fix; the message is shown as is."""
+
+
+@dataclass(frozen=True)
+class AppLimits:
+    """Bounds that protect the public app (the CLI has none of these)."""
+
+    max_seconds: float = 60.0
+    max_variations: int = 4
+    max_seed_notes: int = 1000
+    max_seed_seconds: float = 90.0
+    upload: MidiLimits = field(default_factory=MidiLimits)
+    output_max_age_s: float = 900.0
+
+
+RANGES = {
+    "temperature": (0.05, 2.0),
+    "top_p": (0.05, 1.0),
+    "seconds": (1.0, 60.0),
+    "bpm": (40.0, 240.0),
+    "program": (0, 127),
+    "random_seed": (0, MAX_RANDOM_SEED),
+    "variations": (1, 4),
+}
+
+
+def _number(name: str, value, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UserError(f"{name} must be a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise UserError(f"{name} must be a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"{name} must be a finite number")
+    if integer and number != int(number):
+        raise UserError(f"{name} must be a whole number")
+    low, high = RANGES[name]
+    number = min(max(number, low), high)
+    return int(number) if integer else number
+
+
+def _flag(name: str, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "True", 1):
+        return True
+    if value in ("false", "False", 0, None):
+        return False
+    raise UserError(f"{name} must be true or false")
+
+
+def clean_settings(temperature, top_p, seconds, bpm, program, random_seed, randomize, variations,
+                   keep_seed) -> GenerationRequest:
+    """A valid request from raw values: numbers are clamped to ``RANGES``; a bpm of 0
+    or empty means automatic; non-numbers, NaN and infinities are rejected."""
+    automatic_bpm = bpm is None or bpm == "" or (not isinstance(bpm, bool) and bpm == 0)
+    return GenerationRequest(
+        temperature=_number("temperature", temperature),
+        top_p=_number("top_p", top_p),
+        seconds=_number("seconds", seconds),
+        notes=None,
+        bpm=None if automatic_bpm else _number("bpm", bpm),
+        program=_number("program", program, integer=True),
+        random_seed=None if _flag("randomize", randomize) else _number("random_seed", random_seed, integer=True),
+        variations=_number("variations", variations, integer=True),
+        continuation_only=not _flag("keep_seed", keep_seed),
+    )
+
+
+@dataclass
+class StudioResult:
+    """Files and facts of one run, all inside ``folder``."""
+
+    folder: Path
+    midi_paths: list[Path]
+    audio_paths: list[Path]
+    pianoroll_path: Path
+    random_seed: int
+    summary: str
+    notices: list[str]
+
+
+class Studio:
+    """The loaded model plus the per-request pipeline."""
+
+    def __init__(self, generator: Generator, output_root: Path | None = None, limits: AppLimits | None = None):
+        self.generator = generator
+        self.limits = limits or AppLimits()
+        self.output_root = output_root or Path(tempfile.gettempdir()) / "midigen-outputs"
+        self.output_root.mkdir(parents=True, exist_ok=True)
+
+    def load_seed(self, path: str | Path | None) -> tuple[object | None, list[str]]:
+        """The uploaded seed, validated and cut to its last part if long (with a notice)."""
+        if not path:
+            return None, []
+        try:
+            midi = load_midi(path, self.limits.upload)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        midi, trimmed = trim_to_last(midi, self.limits.max_seed_notes, self.limits.max_seed_seconds)
+        notice = (f"The seed was long: only its last {self.limits.max_seed_notes} notes / "
+                  f"{self.limits.max_seed_seconds:.0f} seconds are used.")
+        return midi, [notice] if trimmed else []
+
+    def run(self, seed_path, request: GenerationRequest, sample: Callable | None = None,
+            progress: Callable[[float, str], None] | None = None) -> StudioResult:
+        """Generate, write and render; ``sample(request, seed_midi)`` defaults to the CPU generator."""
+        progress = progress or (lambda fraction, message: None)
+        started = time.perf_counter()
+        self.sweep()
+        progress(0.05, "Reading the seed")
+        seed_midi, notices = self.load_seed(seed_path)
+        progress(0.15, "Composing")
+        results: list[Generated] = (sample or self.generator.generate)(request, seed_midi)
+        sampled = time.perf_counter()
+        folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.output_root))
+        midi_paths, audio_paths = [], []
+        for index, result in enumerate(results, start=1):
+            midi_path = folder / f"midigen-{result.random_seed}-{index}.mid"
+            result.midi.write(str(midi_path))
+            midi_paths.append(midi_path)
+        progress(0.5, "Rendering audio")
+        try:
+            renderer = get_renderer()
+            for index, result in enumerate(results, start=1):
+                samples = renderer.render(result.midi, max_seconds=self.limits.max_seconds * 3)
+                audio_paths.append(write_audio(samples, folder / f"midigen-{result.random_seed}-{index}.mp3"))
+        except RenderUnavailable as error:
+            notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
+        progress(0.9, "Drawing")
+        lanes = [(Score([]) if request.continuation_only else r.seed, self._shown_continuation(r, request))
+                 for r in results]
+        roll = pianoroll.draw(lanes, self.generator.tokenizer.config.steps_per_beat)
+        pianoroll_path = folder / "pianoroll.png"
+        Image.fromarray(roll).save(pianoroll_path, optimize=False, compress_level=1)
+        elapsed = time.perf_counter() - started
+        first = results[0]
+        summary = (
+            f"{len(first.continuation.notes)} new notes"
+            + (f" after {len(first.seed.notes)} seed notes" if first.seed.notes else "")
+            + f", {first.seconds:.1f} s at {first.midi.get_tempo_changes()[1][0]:.0f} BPM"
+            + (f", {len(results)} variations" if len(results) > 1 else "")
+            + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s, ready in {elapsed:.2f} s."
+        )
+        return StudioResult(folder, midi_paths, audio_paths, pianoroll_path, first.random_seed, summary, notices)
+
+    @staticmethod
+    def _shown_continuation(result: Generated, request: GenerationRequest) -> Score:
+        if not request.continuation_only or not result.continuation.notes:
+            return result.continuation
+        first = result.continuation.notes[0].start
+        return Score([replace(n, start=n.start - first) for n in result.continuation.notes], result.continuation.bpm)
+
+    def sweep(self) -> None:
+        """Remove request folders older than ``output_max_age_s``."""
+        cutoff = time.time() - self.limits.output_max_age_s
+        for folder in self.output_root.glob("request-*"):
+            try:
+                if folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except FileNotFoundError:
+                continue
+
