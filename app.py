@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -15,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 import pretty_midi
 
-from midigen.checkpoint import DEFAULT_WEIGHTS
+from midigen.checkpoint import DEFAULT_WEIGHTS, CheckpointError
 from midigen.examples import write_examples
 from midigen.generate import GenerationRequest, Generator
 from midigen.render import audio_available
@@ -35,7 +36,11 @@ DEFAULTS = GenerationRequest()
 MAX_VARIATIONS = LIMITS.max_variations
 PROGRAMS = [(f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128)]
 
-generator = Generator(os.environ.get("MIDIGEN_WEIGHTS") or DEFAULT_WEIGHTS, device="cpu")
+try:
+    generator = Generator(os.environ.get("MIDIGEN_WEIGHTS") or DEFAULT_WEIGHTS, device="cpu")
+except CheckpointError as error:
+    sys.exit(f"midigen: cannot start: {error}")
+generator.generate(GenerationRequest(notes=8, seconds=None, random_seed=0))  # load compiled code before users come
 studio = Studio(generator, limits=LIMITS)
 workers = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="midigen")
 EXAMPLES = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", generator.tokenizer)

@@ -78,7 +78,8 @@ def run_generate(args) -> None:
 
     request = GenerationRequest(
         temperature=args.temperature, top_p=args.top_p, notes=args.notes,
-        seconds=None if args.notes else (args.seconds or 30.0), bpm=args.bpm, program=args.program,
+        seconds=None if args.notes is not None else (30.0 if args.seconds is None else args.seconds),
+        bpm=args.bpm, program=args.program,
         random_seed=args.random_seed, variations=args.variations, continuation_only=args.continuation_only,
     )
     seed = load_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7)) if args.seed_midi else None

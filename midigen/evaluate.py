@@ -68,7 +68,7 @@ def compare(generator: Generator, real, generated) -> list[tuple[str, float, flo
     gen_summary = summarize([piece_statistics(s, spb) for s in generated])
     rows = [(k, *real_summary[k], *gen_summary[k]) for k in real_summary]
     distance = 0.5 * np.abs(pitch_class_profile([s for _, s in real]) - pitch_class_profile(generated)).sum()
-    rows.append(("pitch_class_distance", 0.0, 0.0, float(distance), 0.0))
+    rows.append(("pitch_profile_distance", 0.0, 0.0, float(distance), 0.0))
     return rows
 
 

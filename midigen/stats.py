@@ -51,9 +51,13 @@ def piece_statistics(score: Score, steps_per_beat: int) -> dict[str, float]:
 
 
 def pitch_class_profile(scores: list[Score]) -> np.ndarray:
-    counts = Counter(n.pitch % 12 for s in scores for n in s.notes)
-    total = sum(counts.values()) or 1
-    return np.array([counts[i] / total for i in range(12)])
+    """Mean key-independent pitch-class profile: each piece's shares sorted from most to least used."""
+    profiles = []
+    for score in scores:
+        counts = Counter(n.pitch % 12 for n in score.notes)
+        total = sum(counts.values()) or 1
+        profiles.append(sorted((counts[i] / total for i in range(12)), reverse=True))
+    return np.mean(profiles, axis=0)
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:

@@ -192,8 +192,9 @@ class Tokenizer:
         """Merge all non-drum tracks into one quantized part.
 
         Onsets are rounded to the grid, durations are at least one step and at
-        most ``max_duration``, pitches are folded into range, and notes with the
-        same pitch and onset keep the longest.
+        most ``max_duration``, pitches are folded into range, notes with the
+        same pitch and onset keep the longest, and a note is released when its
+        key is pressed again.
         """
         steps = self.config.steps_per_beat / midi.resolution
         longest: dict[tuple[int, int], Note] = {}
@@ -211,7 +212,7 @@ class Tokenizer:
                 key = (pitch, start)
                 if key not in longest or longest[key].duration < duration:
                     longest[key] = Note(pitch, start, duration, velocity)
-        notes = sorted(longest.values(), key=lambda n: (n.start, n.pitch))
+        notes = piano_notes(longest.values())
         return Score(notes, piece_tempo(midi))
 
     def score_to_midi(self, score: Score, program: int = 0, bpm: float | None = None) -> pretty_midi.PrettyMIDI:
@@ -254,7 +255,8 @@ class Tokenizer:
 
         Tolerant: unknown ids, stray durations and repeated tempo tokens are
         ignored; a pitch without a duration gets one beat; decoding stops at
-        EOS; duplicate (pitch, onset) keep the longest.
+        EOS; duplicate (pitch, onset) keep the longest; a re-pressed key
+        releases the earlier note.
         """
         v = self.vocab
         position = 0
@@ -293,7 +295,7 @@ class Tokenizer:
                 tempo = self.bin_tempo(value)
         if pending_pitch is not None:
             close(pending_pitch, self.config.steps_per_beat)
-        notes = sorted(longest.values(), key=lambda n: (n.start, n.pitch))
+        notes = piano_notes(longest.values())
         return Score(notes, bpm or tempo or DEFAULT_BPM)
 
     # -- shortcuts --------------------------------------------------------
@@ -307,6 +309,17 @@ class Tokenizer:
         """Number of PITCH tokens, i.e. notes, in a sequence."""
         pitches = self.vocab.kind_ranges()["PITCH"]
         return sum(1 for t in tokens if t in pitches)
+
+
+def piano_notes(notes) -> list[Note]:
+    """Notes sorted by (start, pitch), each released no later than the next press of its key,
+    as on a piano (and as MIDI readers pair note-offs with note-ons)."""
+    notes = sorted(notes, key=lambda n: (n.pitch, n.start))
+    for i in range(len(notes) - 1):
+        following = notes[i + 1]
+        if following.pitch == notes[i].pitch and notes[i].start + notes[i].duration > following.start:
+            notes[i] = Note(notes[i].pitch, notes[i].start, following.start - notes[i].start, notes[i].velocity)
+    return sorted(notes, key=lambda n: (n.start, n.pitch))
 
 
 def piece_tempo(midi: pretty_midi.PrettyMIDI) -> float:
@@ -326,8 +339,8 @@ def piano_part(midi: pretty_midi.PrettyMIDI, steps_per_beat: int) -> list[tuple[
     """(pitch, onset, duration) in beats of the merged non-drum part.
 
     Presses of the same key in the same grid step sound as one note on a piano
-    (tracks that double each other, for instance): the longest is kept, as the
-    tokenizer does.
+    (tracks that double each other, for instance): the longest is kept, and a
+    re-pressed key releases the earlier note, as the tokenizer does.
     """
     longest: dict[tuple[int, int], tuple[float, float]] = {}
     for instrument in midi.instruments:
@@ -339,7 +352,9 @@ def piano_part(midi: pretty_midi.PrettyMIDI, steps_per_beat: int) -> list[tuple[
             key = (note.pitch, round(start * steps_per_beat))
             if key not in longest or longest[key][1] < duration:
                 longest[key] = (start, duration)
-    return [(pitch, start, duration) for (pitch, _), (start, duration) in longest.items()]
+    notes = sorted((pitch, start, duration) for (pitch, _), (start, duration) in longest.items())
+    return [(pitch, start, min(duration, following[1] - start) if following[0] == pitch else duration)
+            for (pitch, start, duration), following in zip(notes, [*notes[1:], (None, 0.0, 0.0)], strict=True)]
 
 
 def roundtrip_accuracy(tokenizer: Tokenizer, midi: pretty_midi.PrettyMIDI) -> tuple[int, int]:

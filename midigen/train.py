@@ -95,8 +95,8 @@ def transpose(tokens: np.ndarray, semitones: int, tokenizer: Tokenizer) -> np.nd
     is_pitch = (tokens >= pitches.start) & (tokens < pitches.stop)
     c = tokenizer.config
     moved = tokens[is_pitch] - pitches.start + c.pitch_min + semitones
-    moved = np.where(moved < c.pitch_min, moved + 12, moved)
-    moved = np.where(moved > c.pitch_max, moved - 12, moved)
+    moved = np.where(moved < c.pitch_min, moved + 12 * np.ceil((c.pitch_min - moved) / 12), moved)
+    moved = np.where(moved > c.pitch_max, moved - 12 * np.ceil((moved - c.pitch_max) / 12), moved).astype(np.int64)
     out = tokens.copy()
     out[is_pitch] = moved - c.pitch_min + pitches.start
     return out

@@ -1,0 +1,203 @@
+"""Shared fixtures: MIDI built inline (exact ticks through mido), tiny random checkpoints, the shipped model.
+
+Test modules import the helpers below as ``midigen_testkit``: other conftest.py files under tests/ (tests/app)
+also become the module ``conftest`` when collected, so ``from conftest import ...`` would find the wrong one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mido
+import pretty_midi
+import pytest
+import torch
+
+from midigen import checkpoint
+from midigen.model import MidiGRU, ModelConfig
+from midigen.tokenizer import Tokenizer, TokenizerConfig
+
+# The machine is shared with a training run: one intra-op thread keeps torch from thrashing.
+torch.set_num_threads(1)
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED_WEIGHTS = ROOT / "weights" / "midigen-ff-piano"
+GRID = 12  # fixture notes are given on a grid of 12 steps per beat (the tokenizer's default)
+
+
+# -- MIDI built from exact ticks ---------------------------------------------
+
+
+def midi_bytes(
+    notes=(),
+    resolution: int = 480,
+    tempo: float = 120.0,
+    extra_tracks=(),
+    drums=(),
+    tempo_changes=(),
+    program: int = 0,
+) -> bytes:
+    """A type-1 MIDI file. Notes are ``(pitch, start, duration[, velocity])`` in 1/12-beat steps.
+
+    ``extra_tracks`` is a list of further note lists (one track each, its own channel), ``drums``
+    a note list written on channel 10, ``tempo_changes`` a list of ``(beat, bpm)`` after the first tempo.
+    """
+    if resolution % GRID:
+        raise ValueError("fixture resolutions must be multiples of 12")
+    ticks_per_step = resolution // GRID
+    file = mido.MidiFile(type=1, ticks_per_beat=resolution)
+    conductor = [(0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo)))]
+    for beat, bpm in tempo_changes:
+        conductor.append((round(beat * resolution), 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))))
+    file.tracks.append(_track(conductor))
+    parts = [(list(notes), 0)] + [(list(t), i + 1) for i, t in enumerate(extra_tracks)]
+    if drums:
+        parts.append((list(drums), 9))
+    for part, channel in parts:
+        events = [(0, 0, mido.Message("program_change", program=program, channel=channel))]
+        for note in part:
+            pitch, start, duration, velocity = (*note, 80)[:4]
+            on, off = start * ticks_per_step, (start + duration) * ticks_per_step
+            # note-offs sort before note-ons at the same tick so repeated keys stay separate notes
+            events.append((on, 1, mido.Message("note_on", note=pitch, velocity=velocity, channel=channel)))
+            events.append((off, 0, mido.Message("note_off", note=pitch, velocity=0, channel=channel)))
+        file.tracks.append(_track(events))
+    buffer = io.BytesIO()
+    file.save(file=buffer)
+    return buffer.getvalue()
+
+
+def _track(events) -> mido.MidiTrack:
+    track = mido.MidiTrack()
+    now = 0
+    for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track
+
+
+def make_midi(notes=(), **kwargs) -> pretty_midi.PrettyMIDI:
+    """``midi_bytes`` parsed by pretty_midi."""
+    return pretty_midi.PrettyMIDI(io.BytesIO(midi_bytes(notes, **kwargs)))
+
+
+def write_midi(path: Path, notes=(), **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(midi_bytes(notes, **kwargs))
+    return path
+
+
+def quantized_velocity(velocity: int, levels: int = 8) -> int:
+    """The velocity a note comes back with: the centre of its level (spec: ``levels`` equal bands of 0..127)."""
+    level = min(velocity * levels // 128, levels - 1)
+    return max(1, min(127, round((level + 0.5) * 128 / levels)))
+
+
+def note_tuples(score) -> list[tuple[int, int, int, int]]:
+    return [(n.pitch, n.start, n.duration, n.velocity) for n in score.notes]
+
+
+def beats_of(midi: pretty_midi.PrettyMIDI, steps_per_beat: int = GRID) -> list[tuple[int, int, int, int]]:
+    """(pitch, onset step, duration in steps, velocity) of every non-drum note, sorted, from the tick grid."""
+    scale = steps_per_beat / midi.resolution
+    out = []
+    for instrument in midi.instruments:
+        if instrument.is_drum:
+            continue
+        for n in instrument.notes:
+            start, end = midi.time_to_tick(n.start), midi.time_to_tick(n.end)
+            out.append((n.pitch, round(start * scale), round((end - start) * scale), n.velocity))
+    return sorted(out)
+
+
+# A piece exercising chords with octaves, triplets, 16ths, long notes and several dynamics.
+SHOWCASE = [
+    # beat 0: C major chord spread over three octaves
+    (36, 0, 24, 100), (48, 0, 24, 100), (60, 0, 12, 90), (64, 0, 12, 90), (67, 0, 12, 90), (72, 0, 12, 90),
+    # beat 1: eighth-note triplets
+    (72, 12, 4, 50), (74, 16, 4, 50), (76, 20, 4, 50),
+    # beat 2: sixteenths with rising dynamics
+    (77, 24, 3, 30), (79, 27, 3, 45), (81, 30, 3, 60), (83, 33, 3, 75),
+    # beat 3: a dotted half under a quarter-note triplet
+    (41, 36, 30, 110), (84, 36, 8, 120), (86, 44, 8, 120), (88, 52, 8, 127),
+    # after a rest: a low/high octave pair and a sustained top note
+    (21, 84, 6, 64), (33, 84, 6, 64), (108, 90, 96, 5),
+]
+
+
+def scale_piece(index: int) -> list[tuple[int, int, int, int]]:
+    """A simple repeating scale/arpeggio line (training data): 64 notes of eighths."""
+    pattern = [0, 2, 4, 5, 7, 9, 11, 12, 11, 9, 7, 5, 4, 2, 0, 7] if index % 2 else [0, 4, 7, 12, 16, 12, 7, 4]
+    root = 48 + 2 * index
+    return [(root + pattern[i % len(pattern)], 6 * i, 6, 80 if i % 4 else 100) for i in range(64)]
+
+
+def write_scales(folder: Path, count: int = 6) -> Path:
+    for i in range(count):
+        write_midi(folder / f"scale{i}.mid", scale_piece(i), tempo=100 + 10 * i)
+    return folder
+
+
+# -- checkpoints ----------------------------------------------------------------
+
+
+def random_checkpoint(seed: int = 1234, hidden: int = 32, layers: int = 2, embedding: int = 16, config=None):
+    """(model, Checkpoint) of a randomly initialised MidiGRU over the default vocabulary."""
+    tokenizer_config = config or TokenizerConfig()
+    torch.manual_seed(seed)
+    model_config = ModelConfig(len(Tokenizer(tokenizer_config).vocab), embedding, hidden, layers, dropout=0.0)
+    model = MidiGRU(model_config).eval()
+    tensors = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    return model, checkpoint.Checkpoint(model_config, tokenizer_config, tensors, {"note": "random weights"})
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Tokenizer:
+    return Tokenizer()
+
+
+@pytest.fixture(scope="session")
+def random_model():
+    """A 2-layer random GRU (hidden 32) and its checkpoint, saved and loaded back through midigen.checkpoint."""
+    return random_checkpoint()
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory, random_model) -> Path:
+    base = tmp_path_factory.mktemp("weights") / "random"
+    checkpoint.save(random_model[1], base)
+    return base
+
+
+@pytest.fixture(scope="session")
+def shipped_generator():
+    from midigen.generate import Generator
+
+    return Generator(SHIPPED_WEIGHTS, "cpu")
+
+
+@pytest.fixture(scope="session")
+def fixture_midi_dir(tmp_path_factory) -> Path:
+    """A folder of on-grid fixture MIDIs (varied resolutions and tempi, a drum track, a nested folder)."""
+    folder = tmp_path_factory.mktemp("fixtures")
+    write_midi(folder / "showcase.mid", SHOWCASE, resolution=480, tempo=96)
+    write_midi(folder / "two_hands.MID", scale_piece(1), resolution=96, tempo=140,
+               extra_tracks=[[(36 + (i % 3) * 7, 24 * i, 24, 70) for i in range(16)]],
+               drums=[(38, 12 * i, 2, 100) for i in range(32)])
+    write_midi(folder / "sub" / "arpeggio.midi", scale_piece(2), resolution=384, tempo=72)
+    return folder
+
+
+def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``python -m midigen ARGS`` from the repository root, one torch thread."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "midigen", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+sys.modules["midigen_testkit"] = sys.modules[__name__]

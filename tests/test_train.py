@@ -1,0 +1,235 @@
+"""midigen.train: a tiny model really trains, resumes, and the data helpers behave."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from midigen_testkit import SHOWCASE, make_midi, run_cli, write_scales
+
+from midigen import checkpoint
+from midigen.model import MidiGRU
+from midigen.tokenizer import Note, Score, Tokenizer
+from midigen.train import (
+    Piece,
+    TrainConfig,
+    batches,
+    load_pieces,
+    midi_files,
+    split_by_file,
+    state_paths,
+    train,
+    training_windows,
+    transpose,
+)
+
+TINY_MODEL = {"hidden_size": 32, "num_layers": 1, "embedding_size": 16, "dropout": 0.0}
+TOKENIZER = Tokenizer()
+PITCHES = TOKENIZER.vocab.kind_ranges()["PITCH"]
+
+
+def tiny_config(epochs: int, **changes) -> TrainConfig:
+    return TrainConfig(**{"epochs": epochs, "batch_size": 8, "sequence_length": 32, "learning_rate": 1e-2,
+                          "validation_share": 0.2, "transpose": 2, "seed": 3, **changes})
+
+
+@pytest.fixture(scope="module")
+def scales(tmp_path_factory):
+    return write_scales(tmp_path_factory.mktemp("scales"), 6)
+
+
+@pytest.fixture(scope="module")
+def trained(scales, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    meta = train(scales, out, tiny_config(4), TINY_MODEL, device="cpu")
+    return out, meta
+
+
+def test_training_lowers_validation_loss(trained):
+    out, meta = trained
+    history = meta["training"]["history"]
+    assert [h["epoch"] for h in history][0] == 1
+    assert history[-1]["valid_loss"] < history[0]["valid_loss"]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["valid_loss"] < math.log(len(TOKENIZER.vocab))  # better than a uniform guess
+
+
+def test_training_writes_best_checkpoint_and_state(trained):
+    out, meta = trained
+    for path in (*checkpoint.paths(out), *state_paths(out)):
+        assert path.is_file(), path
+    loaded = checkpoint.load(out)
+    assert loaded.info == meta
+    assert loaded.model_config.hidden_size == 32 and loaded.model_config.num_layers == 1
+    assert loaded.model_config.vocab_size == len(TOKENIZER.vocab)
+    assert {k: v.shape for k, v in loaded.tensors.items()} == {
+        k: tuple(v.shape) for k, v in MidiGRU(loaded.model_config).state_dict().items()}
+    state = json.loads(state_paths(out)[1].read_text())
+    assert state["epoch"] == 4 and len(state["history"]) == 4
+    # the checkpoint is the best epoch, and its validation figure is that epoch's
+    best = min(h["valid_loss"] for h in state["history"])
+    assert state["best"] == pytest.approx(best, abs=1e-4)
+    assert meta["validation"]["nll_per_token"] == pytest.approx(best, abs=1e-4)
+    assert math.isfinite(meta["validation"]["nll_per_note"])
+
+
+def test_training_describes_its_data(trained):
+    _, meta = trained
+    data = meta["training"]["data"]
+    assert data["files"] == 6
+    assert data["train_files"] == 5 and len(data["validation_files"]) == 1
+    assert data["validation_files"][0].startswith("scale")
+    assert data["train_notes"] == 5 * 64
+    assert meta["training"]["sequence_length"] == 32 and meta["training"]["epochs"] == 4
+
+
+def test_resume_continues_from_the_saved_epoch(scales, tmp_path):
+    out = tmp_path / "resumed"
+    train(scales, out, tiny_config(2), TINY_MODEL, device="cpu")
+    before = json.loads(state_paths(out)[1].read_text())
+    assert before["epoch"] == 2 and len(before["history"]) == 2
+    train(scales, out, tiny_config(3), TINY_MODEL, device="cpu", resume=True)
+    after = json.loads(state_paths(out)[1].read_text())
+    assert after["epoch"] == 3
+    assert [h["epoch"] for h in after["history"]] == [1, 2, 3]
+    assert after["history"][:2] == before["history"]
+    assert after["best"] <= before["best"]
+    # resuming a finished run trains nothing more
+    train(scales, out, tiny_config(3), TINY_MODEL, device="cpu", resume=True)
+    assert json.loads(state_paths(out)[1].read_text())["history"] == after["history"]
+
+
+def test_without_resume_training_starts_over(scales, tmp_path):
+    out = tmp_path / "again"
+    train(scales, out, tiny_config(1), TINY_MODEL, device="cpu")
+    train(scales, out, tiny_config(1), TINY_MODEL, device="cpu")
+    assert len(json.loads(state_paths(out)[1].read_text())["history"]) == 1
+
+
+# -- data helpers ----------------------------------------------------------------------
+
+
+def piece_tokens() -> np.ndarray:
+    notes = [Note(p, i * 3, 3, 20 + i) for i, p in enumerate([21, 22, 30, 60, 99, 104, 108, 107])]
+    return np.asarray(TOKENIZER.score_to_tokens(Score(notes + [Note(64, 0, 12, 100)], 90.0)), dtype=np.int64)
+
+
+@settings(max_examples=50, deadline=None)
+@given(semitones=st.integers(-12, 12))
+def test_transpose_moves_only_pitches_and_folds_them(semitones):
+    tokens = piece_tokens()
+    moved = transpose(tokens, semitones, TOKENIZER)
+    is_pitch = (tokens >= PITCHES.start) & (tokens < PITCHES.stop)
+    np.testing.assert_array_equal(moved[~is_pitch], tokens[~is_pitch])
+    assert ((moved[is_pitch] >= PITCHES.start) & (moved[is_pitch] < PITCHES.stop)).all()
+    c = TOKENIZER.config
+    for old, new in zip(tokens[is_pitch], moved[is_pitch], strict=True):
+        target = old - PITCHES.start + c.pitch_min + semitones
+        got = new - PITCHES.start + c.pitch_min
+        assert (got - target) % 12 == 0
+        if c.pitch_min <= target <= c.pitch_max:
+            assert got == target
+    if semitones == 0:
+        np.testing.assert_array_equal(moved, tokens)
+
+
+@pytest.mark.parametrize("semitones", [-24, 24])
+def test_transpose_by_more_than_an_octave_stays_in_range(semitones):
+    moved = transpose(piece_tokens(), semitones, TOKENIZER)
+    is_pitch = (piece_tokens() >= PITCHES.start) & (piece_tokens() < PITCHES.stop)
+    assert ((moved[is_pitch] >= PITCHES.start) & (moved[is_pitch] < PITCHES.stop)).all()
+
+
+def test_transpose_does_not_modify_its_input():
+    tokens = piece_tokens()
+    copy = tokens.copy()
+    transpose(tokens, 5, TOKENIZER)
+    np.testing.assert_array_equal(tokens, copy)
+
+
+def pieces(count: int) -> list[Piece]:
+    return [Piece(f"dir/file{i:02d}.mid", np.arange(3 + i), 1 + i) for i in range(count)]
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 30])
+@pytest.mark.parametrize("share", [0.1, 0.5])
+def test_split_by_file_is_deterministic_and_disjoint(count, share):
+    all_pieces = pieces(count)
+    train_set, valid_set = split_by_file(all_pieces, share, seed=4)
+    names = lambda ps: [p.name for p in ps]  # noqa: E731
+    again = split_by_file(list(reversed(all_pieces)), share, seed=4)  # input order does not matter
+    assert (names(train_set), names(valid_set)) == (names(again[0]), names(again[1]))
+    assert not set(names(train_set)) & set(names(valid_set))
+    assert sorted(names(train_set) + names(valid_set)) == names(all_pieces)
+    assert len(valid_set) == (0 if count == 1 else max(1, round(count * share)))
+    if count >= 7:
+        other = split_by_file(all_pieces, share, seed=5)
+        assert names(other[1]) != names(valid_set) or names(other[0]) != names(train_set)
+
+
+def test_training_windows_cover_the_pieces():
+    all_pieces = [Piece("a", piece_tokens(), 9), Piece("b", piece_tokens()[:5], 1)]
+    config = TrainConfig(sequence_length=8, transpose=0)
+    windows = training_windows(all_pieces, config, TOKENIZER, random.Random(0))
+    assert all(w.shape == (9,) for w in windows)
+    # without transposition every real token of every piece is in some window
+    total = sum(len(p.tokens) for p in all_pieces)
+    assert sum(int((w != 0).sum()) for w in windows) >= total
+    for inputs, targets in batches(windows, 4):
+        assert inputs.shape[1] == targets.shape[1] == 8
+        assert (inputs[:, 1:] == targets[:, :-1]).all()
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no .mid or .midi files"):
+        train(tmp_path, tmp_path / "out", tiny_config(1), TINY_MODEL, device="cpu")
+    (tmp_path / "notes.txt").write_text("not midi")
+    with pytest.raises(ValueError, match="no .mid or .midi files"):
+        midi_files(tmp_path)
+
+
+def test_folder_without_usable_midi_is_a_clear_error(tmp_path):
+    (tmp_path / "broken.mid").write_bytes(b"MThd garbage")
+    (tmp_path / "drums.mid").write_bytes(b"")
+    with pytest.raises(ValueError, match="no readable MIDI files"):
+        train(tmp_path, tmp_path / "out", tiny_config(1), TINY_MODEL, device="cpu")
+
+
+def test_load_pieces_skips_unreadable_files(tmp_path):
+    (tmp_path / "broken.mid").write_bytes(b"MThd garbage")
+    (tmp_path / "good.midi").write_bytes(b"")
+    good = tmp_path / "sub" / "good.MID"
+    good.parent.mkdir()
+    good.write_bytes(make_midi_bytes())
+    files = midi_files(tmp_path)
+    assert [f.name for f in files] == ["broken.mid", "good.midi", "good.MID"]
+    loaded = load_pieces(files, TOKENIZER, tmp_path)
+    assert [p.name for p in loaded] == ["sub/good.MID"]
+    assert loaded[0].notes == len(SHOWCASE)
+
+
+def make_midi_bytes() -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    make_midi(SHOWCASE).write(buffer)
+    return buffer.getvalue()
+
+
+def test_train_cli(scales, tmp_path):
+    out = tmp_path / "cli" / "model"
+    result = run_cli("train", "--data", str(scales), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+                     "--sequence-length", "32", "--hidden-size", "16", "--num-layers", "1", "--embedding-size", "8",
+                     "--dropout", "0", "--transpose", "1", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "validation NLL" in result.stdout
+    assert "epoch 2" in result.stdout + result.stderr
+    loaded = checkpoint.load(out)
+    assert loaded.model_config.hidden_size == 16 and loaded.model_config.embedding_size == 8
+    assert len(json.loads(state_paths(out)[1].read_text())["history"]) == 2
+    assert "Traceback" not in result.stderr
