@@ -34,6 +34,7 @@ CONCURRENCY = int(os.environ.get("MIDIGEN_CONCURRENCY", "2"))
 QUEUE_SIZE = int(os.environ.get("MIDIGEN_QUEUE_SIZE", "16"))
 DEFAULTS = GenerationRequest()
 MAX_VARIATIONS = LIMITS.max_variations
+OUTPUT_COUNT = MAX_VARIATIONS + 4  # players, MIDI files, piano roll, summary, random seed
 PROGRAMS = [(f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128)]
 
 try:
@@ -89,16 +90,19 @@ def remember(history, seed_file, *outputs):
 
 
 def continue_from_last(history):
-    """Use the latest result as the new seed (kept in the output, so the piece grows)."""
+    """Use the latest result as the new seed (kept in the output, so the piece grows).
+    With nothing generated yet, Continue simply generates a first piece."""
     if not history or not history[-1]["outputs"][MAX_VARIATIONS]:
-        raise gr.Error("Generate something first, then Continue grows it.", print_exception=False)
+        gr.Info("Generate something first, then Continue grows it: composing a first piece now.")
+        return gr.skip(), gr.skip()
     return history[-1]["outputs"][MAX_VARIATIONS][0], True
 
 
 def go_back(history):
     """Drop the latest step and show the one before it."""
     if len(history) < 2:
-        raise gr.Error("There is no earlier step to go back to.", print_exception=False)
+        gr.Warning("There is no earlier step to go back to.")
+        return [gr.skip()] * (2 + OUTPUT_COUNT)
     history = history[:-1]
     outputs = history[-1]["outputs"]
     return history, history[-1]["seed"], *outputs
@@ -141,7 +145,8 @@ with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
             summary = gr.Markdown(notice, label="Summary")
             players = [gr.Audio(label=f"Variation {i + 1}", type="filepath", interactive=False, visible=i == 0,
                                 elem_classes="player") for i in range(MAX_VARIATIONS)]
-            roll = gr.Image(label="Piano roll (blue: seed, orange: new)", type="filepath", interactive=False)
+            gr.Markdown("Piano roll: seed in blue, new notes in orange.")
+            roll = gr.Image(show_label=False, type="filepath", interactive=False, buttons=[], elem_id="piano-roll")
             midi_files = gr.File(label="Download MIDI", file_count="multiple", interactive=False)
     inputs = [seed_file, temperature, top_p, seconds, bpm, program, random_seed, randomize, variations, keep_seed]
     outputs = [*players, midi_files, roll, summary, random_seed]

@@ -391,20 +391,14 @@ def top_key_checkpoint():
     return ck
 
 
-DEAD_END = (
-    "grammar allows VELOCITY after a chord whose top is pitch_max, but then no PITCH is allowed: "
-    "NumbaSampler stops early (fewer than max_notes notes) and TorchSampler emits PAD tokens"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=DEAD_END)
 def test_no_dead_end_after_the_top_key(top_key_checkpoint):
     rows = NumbaSampler(top_key_checkpoint, TOKENIZER).sample(PROMPT, SamplingSettings(max_notes=10, max_tokens=400),
                                                               3, 0)
     assert [TOKENIZER.count_notes(r) for r in rows] == [10, 10, 10]
 
 
-@pytest.mark.xfail(strict=True, reason=DEAD_END)
 def test_torch_sampler_never_emits_pad(top_key_checkpoint):
     rows = TorchSampler(top_key_checkpoint, TOKENIZER, "cpu").sample(
         PROMPT, SamplingSettings(max_notes=10, max_tokens=60), 2, 0)

@@ -1,0 +1,514 @@
+"""midigen performance benchmarks: sampling, variations, rendering, the web app end to end, GPU, training.
+
+    .venv/bin/python benchmarks/run.py            # every section (a few minutes)
+    .venv/bin/python benchmarks/run.py --quick    # a smoke run of every section at toy sizes (no targets)
+    .venv/bin/python benchmarks/run.py --json results.json
+
+Timings are the best of several runs (the machine may be shared); ratios are taken within one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import tracemalloc
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pretty_midi
+import psutil
+import torch
+from PIL import Image
+from torch import nn
+from torch.nn import functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from midigen import checkpoint, pianoroll  # noqa: E402
+from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # noqa: E402
+from midigen.model import MidiGRU, ModelConfig  # noqa: E402
+from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
+from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, grammar  # noqa: E402
+from midigen.studio import AppLimits  # noqa: E402
+from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
+from midigen.train import TrainConfig  # noqa: E402
+
+MB = 1e6
+MAX_VARIATIONS = AppLimits().max_variations  # /generate returns this many audio slots, then MIDI, roll, summary
+API_ARGS = (None, 1.0, 0.95, 30, 0, 0, 0, True, 1, True)  # /generate: no seed file, 30 s, random seed, 1 variation
+
+
+@dataclass
+class Row:
+    section: str
+    metric: str
+    value: float | str
+    unit: str = ""
+    target: str = ""  # "<= 1.5", ">= 10": checked against value
+    passed: bool | None = None
+
+    def __post_init__(self):
+        if self.target and isinstance(self.value, float):
+            op, bound = self.target.split()
+            self.passed = self.value <= float(bound) if op == "<=" else self.value >= float(bound)
+
+
+def best_of(repeats: int, run, *args) -> tuple[float, float, object]:
+    """(best wall seconds, best CPU seconds of this thread, last result) of ``repeats`` calls of ``run(*args)``."""
+    wall, cpu, result = [], [], None
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.thread_time()
+        result = run(*args)
+        cpu.append(time.thread_time() - c)
+        wall.append(time.perf_counter() - w)
+    return min(wall), min(cpu), result
+
+
+class PeakRSS:
+    """Highest resident set size of process ``pid`` while the block runs (sampled every millisecond)."""
+
+    def __init__(self, pid: int | None = None):
+        self.process = psutil.Process(pid)
+        self.peak = self.start = self.process.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self):
+        while not self._stop.wait(0.001):
+            try:
+                self.peak = max(self.peak, self.process.memory_info().rss)
+            except psutil.NoSuchProcess:
+                return
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def in_fresh_process(quick: bool, function, *args):
+    """``function(*args)`` in a new interpreter, so its memory figures are its own (in this one for --quick)."""
+    if quick:
+        return function(*args)
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(function, *args).result()
+
+
+def weights_path(folder: Path) -> tuple[Path, str]:
+    """The shipped weights, or a random model of the same size saved in ``folder`` when they are missing."""
+    try:
+        checkpoint.load()
+        return checkpoint.DEFAULT_WEIGHTS, "shipped weights"
+    except checkpoint.CheckpointError:
+        tokenizer = Tokenizer()
+        config = ModelConfig(vocab_size=len(tokenizer.vocab))
+        tensors = {k: v.numpy() for k, v in MidiGRU(config).state_dict().items()}
+        checkpoint.save(checkpoint.Checkpoint(config, tokenizer.config, tensors), folder / "random")
+        return folder / "random", "random weights (the shipped ones are missing)"
+
+
+# -- 1. sampling ---------------------------------------------------------------------------------
+
+
+class NaiveSampler:
+    """The old recipe: torch eager one step at a time, top-p filtering by a full sort + cumsum + scatter
+    (the classic ``top_k_top_p_filtering``), ``multinomial`` and ``.item()`` per step, a Python list.
+    The grammar mask is applied too, so both samplers write the same kind of music."""
+
+    def __init__(self, ck: checkpoint.Checkpoint, tokenizer: Tokenizer):
+        c = ck.model_config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_size)
+        self.gru = nn.GRU(c.embedding_size, c.hidden_size, c.num_layers, batch_first=True)
+        self.head = nn.Linear(c.hidden_size, c.vocab_size)
+        tensors = {k: torch.from_numpy(np.array(v)) for k, v in ck.tensors.items()}
+        for name, module in (("embedding", self.embedding), ("gru", self.gru), ("head", self.head)):
+            module.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        self.may_follow = torch.from_numpy(grammar(tokenizer))
+        self.pitches = tokenizer.vocab.kind_ranges()["PITCH"]
+
+    @torch.no_grad()
+    def sample(self, prompt: list[int], notes: int, temperature: float, top_p: float, seed: int) -> list[int]:
+        torch.manual_seed(seed)
+        sequence = list(prompt)
+        _, state = self.gru(self.embedding(torch.tensor([prompt[:-1]])))
+        count = 0
+        while count < notes:
+            output, state = self.gru(self.embedding(torch.tensor([[sequence[-1]]])), state)
+            logits = self.head(output[0, -1]) / temperature
+            logits = logits.masked_fill(~self.may_follow[sequence[-1]], -float("inf"))
+            ordered, order = torch.sort(logits, descending=True)
+            remove = torch.cumsum(torch.softmax(ordered, dim=-1), dim=-1) > top_p
+            remove[1:] = remove[:-1].clone()  # keep the token that crosses top_p
+            remove[0] = False
+            logits[order[remove]] = -float("inf")
+            token = torch.multinomial(torch.softmax(logits, dim=-1), 1).item()
+            sequence.append(token)
+            count += token in self.pitches
+        return sequence[len(prompt) :]
+
+
+def sampling(ck, tokenizer, quick: bool) -> tuple[list[Row], float]:
+    """Batch-1 notes per second against the naive sampler; also returns the tokens per note."""
+    notes, repeats = (60, 1) if quick else (2000, 3)
+    prompt = [BOS, tokenizer.vocab.encode("TEMPO", 10)]
+    naive, ours = NaiveSampler(ck, tokenizer), NumbaSampler(ck, tokenizer)
+    settings = SamplingSettings(1.0, 0.95, max_notes=notes, max_tokens=notes * 16)
+    ours.sample(prompt, SamplingSettings(max_tokens=4), 1, 0)  # compile (or load the cache)
+    torch.set_num_threads(1)  # a single stream of tiny ops: extra threads only add overhead here
+    results = {"naive": [], "ours": []}
+    for seed in range(repeats):  # interleaved, so both see the same load
+        results["naive"].append(best_of(1, naive.sample, prompt, notes, 1.0, 0.95, seed))
+        results["ours"].append(best_of(3, ours.sample, prompt, settings, 1, seed))
+    results = {name: {"wall": min(r[0] for r in runs), "cpu": min(r[1] for r in runs),
+                      "tokens": statistics.mean(len(r[2]) if name == "naive" else len(r[2][0]) for r in runs)}
+               for name, runs in results.items()}
+    rows = []
+    for name, label in (("naive", "naive torch sampler"), ("ours", "NumbaSampler")):
+        r = results[name]
+        rows += [Row("sampling", f"{label}: time per token", r["wall"] / r["tokens"] * 1e6, "µs"),
+                 Row("sampling", f"{label}: notes per second", notes / r["wall"], "notes/s")]
+    speedup = results["naive"]["wall"] / results["ours"]["wall"]
+    rows += [Row("sampling", "speedup (notes/s, wall clock)", speedup, "x", "" if quick else ">= 10"),
+             Row("sampling", "speedup (CPU time)", results["naive"]["cpu"] / results["ours"]["cpu"], "x")]
+    return rows, results["ours"]["tokens"] / notes
+
+
+# -- 2. variations -------------------------------------------------------------------------------
+
+
+def variations(ck, tokenizer, quick: bool) -> list[Row]:
+    """Four variations in one batch against one."""
+    steps, repeats = (200, 2) if quick else (3000, 5)
+    sampler = NumbaSampler(ck, tokenizer)
+    prompt = [BOS, tokenizer.vocab.encode("TEMPO", 10)]
+    settings = SamplingSettings(1.0, 0.95, max_notes=2**31 - 1, max_tokens=steps)
+    times = {1: [], 4: []}
+    for seed in range(repeats):
+        for batch, runs in times.items():
+            runs.append(best_of(1, sampler.sample, prompt, settings, batch, seed)[0])
+    one, four = min(times[1]), min(times[4])
+    return [Row("variations", "batch 1: time per step", one / steps * 1e6, "µs"),
+            Row("variations", "batch 4: time per step", four / steps * 1e6, "µs"),
+            Row("variations", "4 variations / 1 (time)", four / one, "x", "" if quick else "<= 1.5")]
+
+
+# -- 3. rendering --------------------------------------------------------------------------------
+
+
+def render_child(method: str, midi_path: str, soundfont: str, repeats: int) -> dict:
+    """Time and memory of one way of rendering, measured in a fresh process."""
+    midi = pretty_midi.PrettyMIDI(midi_path)
+    if method == "Renderer.render":
+        renderer = Renderer(soundfont)  # built once per process: the soundfont stays loaded
+
+        def run():
+            return renderer.render(midi)
+    else:
+        def run():
+            return midi.fluidsynth(fs=SAMPLE_RATE, synthesizer=soundfont)
+    with PeakRSS() as rss:
+        run()
+    tracemalloc.start()
+    run()
+    traced = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {"seconds": best_of(repeats, run)[0], "rss": rss.peak - rss.start, "traced": traced}
+
+
+def rendering(generator: Generator, quick: bool) -> list[Row]:
+    seconds, repeats = (5.0, 1) if quick else (60.0, 3)
+    soundfont = find_soundfont()
+    if soundfont is None:
+        return [Row("rendering", "Renderer vs pretty_midi", "skipped: no soundfont")]
+    midi = generator.generate(GenerationRequest(seconds=seconds, random_seed=1))[0].midi
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / "piece.mid")
+        midi.write(path)
+        result = {m: in_fresh_process(quick, render_child, m, path, str(soundfont), repeats)
+                  for m in ("Renderer.render", "PrettyMIDI.fluidsynth")}
+    new, old = result["Renderer.render"], result["PrettyMIDI.fluidsynth"]
+    check = not quick
+    return [
+        Row("rendering", f"piece length ({soundfont.name})", midi.get_end_time(), "s"),
+        *[Row("rendering", f"{m}: time", r["seconds"], "s") for m, r in result.items()],
+        Row("rendering", "speedup", old["seconds"] / new["seconds"], "x", ">= 1.5" if check else ""),
+        *[Row("rendering", f"{m}: peak RSS growth", r["rss"] / MB, "MB") for m, r in result.items()],
+        Row("rendering", "peak RSS growth, new / old", new["rss"] / old["rss"], "x", "<= 0.3333" if check else ""),
+        *[Row("rendering", f"{m}: tracemalloc peak", r["traced"] / MB, "MB") for m, r in result.items()],
+        Row("rendering", "tracemalloc peak, new / old", new["traced"] / old["traced"], "x",
+            "<= 0.3333" if check else ""),
+    ]
+
+
+# -- 4. the web app end to end -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(weights: Path) -> tuple[subprocess.Popen, str, float]:
+    """Start app.py; returns the process, its URL and the seconds until it answered HTTP."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "GRADIO_ANALYTICS_ENABLED": "False", "MIDIGEN_WEIGHTS": str(weights)}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    while time.perf_counter() - started < 120:
+        if process.poll() is not None:
+            raise RuntimeError(f"app.py exited with status {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return process, url, time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    process.kill()
+    raise RuntimeError("app.py did not answer within 120 s")
+
+
+def timed_requests(url: str, count: int) -> list[tuple[float, int, float]]:
+    """(seconds, audio bytes, seconds outside the pipeline) of ``count`` /generate calls from one client.
+
+    The pipeline's own time is read from the summary ("ready in X s"); the rest is Gradio, the queue
+    and the transfers."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    out = []
+    for _ in range(count):
+        started = time.perf_counter()
+        result = client.predict(*API_ARGS, api_name="/generate")
+        seconds = time.perf_counter() - started
+        ready = re.search(r"ready in ([0-9.]+) s", result[MAX_VARIATIONS + 2])
+        out.append((seconds, os.path.getsize(result[0]), seconds - float(ready[1]) if ready else math.nan))
+    return out
+
+
+def end_to_end(weights: Path, quick: bool) -> list[Row]:
+    """Cold start, then warm latency (1 and 4 clients), time outside the pipeline, payload, memory."""
+    if quick:
+        return [Row("app", "web app end to end", "skipped in --quick (starts a server)")]
+    process, url, cold = start_app(weights)
+    try:
+        with PeakRSS(process.pid) as rss:
+            timed_requests(url, 2)  # warm the server
+            single = timed_requests(url, 5)
+            with ThreadPoolExecutor(4) as pool:
+                runs = [r for batch in pool.map(lambda _: timed_requests(url, 5), range(4)) for r in batch]
+    finally:
+        process.terminate()
+        process.wait(30)
+    latency = [r[0] for r in runs]
+    return [
+        Row("app", "cold start (process start to first HTTP 200)", cold, "s", "<= 6"),
+        Row("app", "/generate 30 s, 1 client: median", statistics.median(r[0] for r in single), "s"),
+        Row("app", "  of which outside the pipeline (Gradio, transfers)", statistics.median(r[2] for r in single), "s"),
+        Row("app", "/generate 30 s, 4 clients: p50", float(np.percentile(latency, 50)), "s", "<= 1.0"),
+        Row("app", "/generate 30 s, 4 clients: p95", float(np.percentile(latency, 95)), "s", "<= 2.0"),
+        Row("app", "  of which outside the pipeline (queue, Gradio), median", statistics.median(r[2] for r in runs),
+            "s"),
+        Row("app", "audio payload per 30 s", statistics.median(r[1] for r in runs) / MB, "MB", "<= 1.0"),
+        Row("app", "app process peak RSS", rss.peak / MB, "MB"),
+    ]
+
+
+def stages(generator: Generator, quick: bool) -> dict[str, float]:
+    """Median seconds of each stage of ``Studio.run`` for a 30 s request, timed directly."""
+    request = GenerationRequest(seconds=5.0 if quick else 30.0)
+    renderer = Renderer()
+    sampler, sampling_time, times = generator.sampler, [], {}
+
+    def timed_sample(*args, **kwargs):
+        started = time.perf_counter()
+        result = sampler.sample(*args, **kwargs)
+        sampling_time[-1] += time.perf_counter() - started
+        return result
+
+    def clock(stage, run, *args, **kwargs):
+        started = time.perf_counter()
+        result = run(*args, **kwargs)
+        times.setdefault(stage, []).append(time.perf_counter() - started)
+        return result
+
+    generator.sampler = SimpleNamespace(sample=timed_sample)
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            for _ in range(2 if quick else 7):
+                sampling_time.append(0.0)
+                result = clock("generate", generator.generate, request)[0]
+                clock("MIDI file writing", result.midi.write, str(Path(folder) / "a.mid"))
+                samples = clock("rendering (FluidSynth)", renderer.render, result.midi, max_seconds=180)
+                clock("MP3 encoding (LAME)", write_audio, samples, Path(folder) / "a.mp3")
+                roll = clock("piano roll (draw)", pianoroll.draw, [(result.seed, result.continuation)],
+                             generator.tokenizer.config.steps_per_beat)
+                clock("piano roll (PNG)", Image.fromarray(roll).save, Path(folder) / "roll.png", optimize=False,
+                      compress_level=1)
+    finally:
+        generator.sampler = sampler
+        renderer.close()
+    medians = {stage: statistics.median(values) for stage, values in times.items()}
+    sampled = statistics.median(sampling_time)
+    return {"sampling (GRU + draw)": sampled, "tokens to MIDI objects": medians.pop("generate") - sampled, **medians}
+
+
+def breakdown(generator: Generator, quick: bool) -> list[Row]:
+    medians = stages(generator, quick)
+    rows = [Row("stages", stage, seconds * 1e3, "ms") for stage, seconds in medians.items()]
+    return [*rows, Row("stages", "pipeline total (Gradio's share: see app)", sum(medians.values()) * 1e3, "ms")]
+
+
+# -- 5. GPU --------------------------------------------------------------------------------------
+
+
+def gpu(ck, tokenizer, quick: bool) -> list[Row]:
+    if not torch.cuda.is_available():
+        return [Row("gpu", "TorchSampler on CUDA", "skipped: no CUDA device")]
+    import warnings
+
+    steps = 128 if quick else 2048
+    sampler = TorchSampler(ck, tokenizer, "cuda")
+    prompt = [BOS, tokenizer.vocab.encode("TEMPO", 10)]
+    settings = SamplingSettings(max_notes=2**31 - 1, max_tokens=steps)
+    rows = [Row("gpu", "device", torch.cuda.get_device_name())]
+    for batch in (1, 4):
+        sampler.sample(prompt, SamplingSettings(max_tokens=8), batch, 0)
+        seconds = best_of(3, sampler.sample, prompt, settings, batch, 1)[0]
+        rows.append(Row("gpu", f"batch {batch}: time per step", seconds / steps * 1e6, "µs"))
+    torch.cuda.set_sync_debug_mode("warn")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sampler.sample(prompt, settings, 1, 2)
+    torch.cuda.set_sync_debug_mode("default")
+    syncs = sum("synchroniz" in str(w.message) for w in caught)
+    rows.append(Row("gpu", f"host syncs in {steps} steps (design: one per {sampler.sync_every} + the end)",
+                    float(syncs), "", f"<= {steps // sampler.sync_every + 8}"))
+    return rows
+
+
+# -- 6. training ---------------------------------------------------------------------------------
+
+
+def train_child(model_config, batches: int, batch_size: int, length: int) -> dict:
+    """The training step of midigen.train on random tokens, in a fresh process (for its peak RSS)."""
+    config = TrainConfig()
+    model = MidiGRU(model_config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    block = torch.randint(3, model_config.vocab_size, (batch_size, length + 1))
+    inputs, targets = block[:, :-1], block[:, 1:]
+
+    def step():
+        logits, _ = model(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        return loss.item()
+
+    step()
+    started = time.perf_counter()
+    for _ in range(batches):
+        step()
+    elapsed = time.perf_counter() - started
+    return {"tokens_per_s": batches * batch_size * length / elapsed, "threads": torch.get_num_threads(),
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def training(ck, quick: bool, tokens_per_note: float) -> list[Row]:
+    config = TrainConfig()
+    batches, batch_size, length = (2, 4, 64) if quick else (5, config.batch_size, config.sequence_length)
+    r = in_fresh_process(quick, train_child, ck.model_config, batches, batch_size, length)
+    return [Row("training", f"throughput (batch {batch_size} x {length}, {r['threads']} threads)",
+                r["tokens_per_s"], "tokens/s"),
+            Row("training", f"throughput (at {tokens_per_note:.2f} tokens per sampled note)",
+                r["tokens_per_s"] / tokens_per_note, "notes/s"),
+            Row("training", "trainer peak RSS", r["peak_rss"] / MB, "MB")]
+
+
+# -- report --------------------------------------------------------------------------------------
+
+
+def show(value) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def print_table(rows: list[Row]) -> None:
+    lines = [("section", "metric", "value", "unit", "target", "")]
+    for r in rows:
+        verdict = "" if r.passed is None else ("PASS" if r.passed else "FAIL")
+        lines.append((r.section, r.metric, show(r.value), r.unit, r.target, verdict))
+    widths = [max(len(line[i]) for line in lines) for i in range(6)]
+    for line in lines:
+        cells = [c.rjust(w) if i == 2 else c.ljust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))]
+        print("  ".join(cells).rstrip())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="toy sizes, no targets: a smoke run of a few seconds")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args()
+    scratch = tempfile.TemporaryDirectory()
+    weights, described = weights_path(Path(scratch.name))
+    generator = Generator(weights, device="cpu")
+    ck, tokenizer = generator.checkpoint, generator.tokenizer
+    rows: list[Row] = []
+
+    def section(name, run):
+        started = time.perf_counter()
+        try:
+            result = run()
+        except Exception as error:  # a broken section is reported, the others still run
+            rows.append(Row(name, "error", f"{type(error).__name__}: {error}"))
+            return None
+        print(f"[{name}: {time.perf_counter() - started:.1f} s]", file=sys.stderr)
+        return result
+
+    sampled = section("sampling", lambda: sampling(ck, tokenizer, args.quick))
+    if sampled:
+        rows += sampled[0]
+    rows += section("variations", lambda: variations(ck, tokenizer, args.quick)) or []
+    rows += section("rendering", lambda: rendering(generator, args.quick)) or []
+    rows += section("app", lambda: end_to_end(weights, args.quick)) or []
+    rows += section("stages", lambda: breakdown(generator, args.quick)) or []
+    rows += section("gpu", lambda: gpu(ck, tokenizer, args.quick)) or []
+    rows += section("training", lambda: training(ck, args.quick, sampled[1] if sampled else TOKENS_PER_NOTE)) or []
+    print(f"midigen benchmarks ({'quick' if args.quick else 'full'}; {described}; {platform.machine()}, "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
+    print_table(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"quick": args.quick, "weights": described, "rows": [asdict(r) for r in rows]},
+                                        indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,266 @@
+"""The page in a real browser (Playwright on Debian's chromium): upload, Generate, listen,
+download, Continue, Back, errors, and the layout at phone width.
+
+Screenshots go to the test's tmp folder and, when MIDIGEN_SCREENSHOT_DIR is set, there too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+from app_testkit import CHROMIUM, CHROMIUM_ARGS, audio_facts, find_note, midi_facts, summary_counts
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+TIMEOUT_MS = 60_000
+# Gradio's audio player (WaveSurfer) plays through an <audio> element it creates itself (inside a
+# shadow root), so a plain querySelector('audio') never sees it: record every media element made.
+MEDIA_HOOK = """
+window.__media = [];
+const createElement = Document.prototype.createElement;
+Document.prototype.createElement = function (tag, ...rest) {
+  const element = createElement.call(this, tag, ...rest);
+  if (element instanceof HTMLMediaElement) window.__media.push(element);
+  return element;
+};
+"""
+LOADED_AUDIO = """(previous) => {
+  const media = [...document.querySelectorAll('audio'), ...(window.__media || [])];
+  const ready = media.filter(m => (m.currentSrc || m.src) && m.readyState >= 1 && m.duration > 0
+                                  && isFinite(m.duration) && (m.currentSrc || m.src) !== previous);
+  return ready.length ? {src: ready[ready.length - 1].currentSrc || ready[ready.length - 1].src,
+                         duration: ready[ready.length - 1].duration} : null;
+}"""
+SUMMARY = """(previous) => {
+  const texts = [...document.querySelectorAll('[data-testid=markdown]')].map(e => e.innerText.trim());
+  const summary = texts.find(t => /\\d+ new notes/.test(t));
+  return summary && summary !== previous ? summary : null;
+}"""
+PLAYER_DRAWN = "() => [...document.querySelectorAll('time')].some(t => /^[0-9]+:[0-9]+$/.test(t.textContent.trim()) " \
+               "&& t.textContent.trim() !== '0:00')"
+ROLL_BOX = """() => {
+  const image = document.querySelector('#piano-roll img');
+  if (!image || !image.complete || !image.naturalWidth) return null;
+  const box = image.getBoundingClientRect();
+  return {width: box.width, height: box.height, naturalWidth: image.naturalWidth, naturalHeight: image.naturalHeight};
+}"""
+NO_OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth + 1"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=TIMEOUT_MS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser, url, **context_options):
+    context = browser.new_context(accept_downloads=True, **context_options)
+    context.add_init_script(MEDIA_HOOK)
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("button", name="Generate", exact=True).wait_for()
+    return page
+
+
+@pytest.fixture
+def page(browser, midigen_app):
+    page = open_page(browser, midigen_app.url, viewport={"width": 1280, "height": 900})
+    try:
+        yield page
+    finally:
+        page.context.close()
+
+
+@pytest.fixture
+def screenshot(tmp_path):
+    """``screenshot(page, name)`` saves ``name.png`` in tmp_path (and MIDIGEN_SCREENSHOT_DIR)."""
+
+    def take(page, name: str) -> Path:
+        path = tmp_path / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        if folder := os.environ.get("MIDIGEN_SCREENSHOT_DIR"):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(folder) / path.name)
+        return path
+
+    return take
+
+
+# -- page helpers ------------------------------------------------------------------------------
+def block(page, label: str):
+    """The component whose label is ``label``."""
+    return page.locator(".block").filter(has=page.get_by_test_id("block-label").filter(has_text=label))
+
+
+def upload_seed(page, path: Path) -> None:
+    page.locator("input[type=file]").first.set_input_files(str(path))
+    block(page, "Seed MIDI").locator(f"a[download='{path.name}']").wait_for()
+
+
+def click(page, name: str) -> None:
+    page.get_by_role("button", name=name, exact=True).click()
+
+
+def wait_for_summary(page, previous: str | None = None) -> str:
+    return page.wait_for_function(SUMMARY, arg=previous, timeout=TIMEOUT_MS).json_value()
+
+
+def wait_for_audio(page, previous_src: str | None = None) -> dict:
+    """The newest player's media once its metadata is loaded: {src, duration}."""
+    return page.wait_for_function(LOADED_AUDIO, arg=previous_src, timeout=TIMEOUT_MS).json_value()
+
+
+def settle(page) -> None:
+    """Before a screenshot: the waveform is drawn (its duration shown) and toasts have slid in."""
+    page.wait_for_function(PLAYER_DRAWN, timeout=TIMEOUT_MS)
+    page.wait_for_timeout(500)
+
+
+def midi_links(page):
+    return block(page, "Download MIDI").locator("a[download$='.mid']")
+
+
+def download_midi(page, tmp_path: Path):
+    """Click the first .mid link of the results; return (file name, MidiFacts)."""
+    with page.expect_download(timeout=TIMEOUT_MS) as info:
+        midi_links(page).first.click()
+    download = info.value
+    target = tmp_path / download.suggested_filename
+    download.save_as(str(target))
+    return download.suggested_filename, midi_facts(target.read_bytes())
+
+
+def toast(page, text: str):
+    return page.get_by_test_id("toast-body").filter(has_text=text)
+
+
+# -- tests -------------------------------------------------------------------------------------
+def test_generate_from_a_seed_plays_and_downloads(page, midigen_app, seed_files, screenshot, tmp_path):
+    assert page.title() == "midigen"
+    assert page.get_by_role("button", name="Generate", exact=True).is_visible()
+    upload_seed(page, seed_files["scale"])
+    click(page, "Generate")
+
+    summary = wait_for_summary(page)
+    new, seed_notes = summary_counts(summary)
+    assert seed_notes == 8 and new > 0, summary
+    audio = wait_for_audio(page)
+    assert audio["duration"] > 20, audio  # 30 s asked for by default
+
+    # The player plays the MP3 the app rendered: same length as the file behind its download link.
+    mp3_link = block(page, "Variation 1").locator("a[download$='.mp3']").first.get_attribute("href")
+    mp3 = tmp_path / "variation-1.mp3"
+    mp3.write_bytes(httpx.get(mp3_link, timeout=60).content)
+    assert abs(audio_facts(mp3).seconds - audio["duration"]) < 0.5, (audio, audio_facts(mp3))
+
+    name, midi = download_midi(page, tmp_path)
+    assert re.fullmatch(r"midigen-\d+-1\.mid", name), name
+    assert len(midi.notes) == new + seed_notes
+    seed = midi_facts(seed_files["scale"])
+    assert all(find_note(midi.notes, note) for note in seed.notes), "the seed is not at the start of the download"
+    assert abs(audio["duration"] - (midi.end_time + 1.0)) < 1.5, (audio, midi.end_time)
+
+    assert page.evaluate(NO_OVERFLOW)
+    settle(page)
+    screenshot(page, "desktop-result")
+
+
+def test_phone_width_has_no_horizontal_overflow(browser, midigen_app, screenshot):
+    page = open_page(browser, midigen_app.url, viewport={"width": 390, "height": 844}, is_mobile=True,
+                     has_touch=True, device_scale_factor=2)
+    try:
+        assert page.evaluate(NO_OVERFLOW), page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
+        page.get_by_role("button", name="Generate", exact=True).tap()
+        wait_for_summary(page)
+        wait_for_audio(page)
+        settle(page)
+        widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+        assert widths[0] <= widths[1] + 1, f"the page is {widths[0]} px wide in a {widths[1]} px window"
+        screenshot(page, "phone-result")
+    finally:
+        page.context.close()
+
+
+def test_phone_width_piano_roll_is_readable(browser, midigen_app):
+    page = open_page(browser, midigen_app.url, viewport={"width": 390, "height": 844}, is_mobile=True)
+    try:
+        page.get_by_role("button", name="Generate", exact=True).click()
+        wait_for_summary(page)
+        roll = page.wait_for_function(ROLL_BOX, timeout=TIMEOUT_MS).json_value()
+        assert roll["height"] >= 100, f"the piano roll is shown {roll['width']:.0f} x {roll['height']:.0f} px"
+    finally:
+        page.context.close()
+
+
+def test_bad_upload_shows_the_error_on_the_page(page, seed_files, screenshot):
+    upload_seed(page, seed_files["not-midi"])
+    click(page, "Generate")
+    message = toast(page, "This file is not a MIDI file")
+    message.first.wait_for()
+    text = message.first.inner_text()
+    assert "Traceback" not in text and "Error:" not in text, text
+    page.wait_for_timeout(500)  # let the toast slide in
+    screenshot(page, "bad-upload")
+    assert "Traceback" not in page.locator("body").inner_text()
+
+
+def test_continue_grows_the_piece_and_back_returns(page, seed_files, screenshot, tmp_path):
+    upload_seed(page, seed_files["scale"])
+    click(page, "Generate")
+    first_summary = wait_for_summary(page)
+    first_audio = wait_for_audio(page)
+    first_new, _ = summary_counts(first_summary)
+    first_name, first_midi = download_midi(page, tmp_path / "first")
+
+    click(page, "Continue")
+    second_summary = wait_for_summary(page, previous=first_summary)
+    second_audio = wait_for_audio(page, previous_src=first_audio["src"])
+    new, seed_notes = summary_counts(second_summary)
+    # The previous result became the seed, kept in full at the start of the new piece.
+    block(page, "Seed MIDI").locator(f"a[download='{first_name}']").wait_for()
+    assert seed_notes == len(first_midi.notes) == first_new + 8, (first_summary, second_summary)
+    second_name, second_midi = download_midi(page, tmp_path / "second")
+    assert second_name != first_name
+    assert len(second_midi.notes) == seed_notes + new > len(first_midi.notes)
+    assert second_midi.end_time > first_midi.end_time
+    assert second_audio["duration"] > first_audio["duration"]
+    settle(page)
+    screenshot(page, "after-continue")
+
+    click(page, "Back")
+    page.wait_for_function(SUMMARY.replace("summary !== previous", "summary === previous"), arg=first_summary)
+    block(page, "Seed MIDI").locator(f"a[download='{seed_files['scale'].name}']").wait_for()
+    block(page, "Download MIDI").locator(f"a[download='{first_name}']").wait_for()
+    assert midi_links(page).count() == 1
+
+
+def test_continue_before_generate_explains_itself(page):
+    click(page, "Continue")
+    toast(page, "Generate something first").first.wait_for()
+
+
+def test_back_without_history_leaves_the_result_visible(page, screenshot):
+    click(page, "Generate")
+    wait_for_summary(page)
+    wait_for_audio(page)
+    click(page, "Back")
+    toast(page, "There is no earlier step to go back to.").first.wait_for()
+    page.wait_for_timeout(500)
+    screenshot(page, "back-without-history")
+    badges = page.locator("[data-testid='status-tracker'] .error")
+    visible = [badges.nth(i) for i in range(badges.count()) if badges.nth(i).is_visible()]
+    assert not visible, f"{len(visible)} components show an 'Error' badge instead of their content"
