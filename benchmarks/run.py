@@ -36,7 +36,6 @@ import psutil
 import torch
 from PIL import Image
 from torch import nn
-from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,7 +47,7 @@ from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  #
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, grammar  # noqa: E402
 from midigen.studio import AppLimits  # noqa: E402
 from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
-from midigen.train import TrainConfig  # noqa: E402
+from midigen.train import TrainConfig, train_step  # noqa: E402
 
 MB = 1e6
 MAX_VARIATIONS = AppLimits().max_variations  # /generate returns this many audio slots, then MIDI, roll, summary
@@ -424,13 +423,7 @@ def train_child(model_config, batches: int, batch_size: int, length: int) -> dic
     inputs, targets = block[:, :-1], block[:, 1:]
 
     def step():
-        logits, _ = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        return loss.item()
+        return train_step(model, optimizer, inputs, targets, config.grad_clip)
 
     step()
     started = time.perf_counter()

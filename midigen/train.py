@@ -126,6 +126,17 @@ def batches(windows: list[np.ndarray], batch_size: int):
         yield block[:, :-1], block[:, 1:]
 
 
+def train_step(model: MidiGRU, optimizer, inputs: torch.Tensor, targets: torch.Tensor, grad_clip: float) -> float:
+    """One optimisation step on a batch (PAD targets ignored); returns the loss."""
+    logits, _ = model(inputs)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    return loss.item()
+
+
 @torch.no_grad()
 def validation_loss(model: MidiGRU, pieces: list[Piece], device: torch.device) -> dict:
     """Negative log-likelihood (nats) of whole validation pieces, per token and per note."""
@@ -243,14 +254,9 @@ def train(
         running = None
         for inputs, targets in progress:
             inputs, targets = inputs.to(dev), targets.to(dev)
-            logits, _ = model(inputs)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=0)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
+            loss = train_step(model, optimizer, inputs, targets, config.grad_clip)
             trained_tokens += int((targets != 0).sum())
-            running = loss.item() if running is None else 0.95 * running + 0.05 * loss.item()
+            running = loss if running is None else 0.95 * running + 0.05 * loss
             progress.set_postfix(loss=f"{running:.3f}")
         metrics = validation_loss(model, valid_set, dev)
         valid = metrics.get("nll_per_token", running)
