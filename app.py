@@ -56,6 +56,13 @@ else:
     sample = None
 
 
+def as_sent(component: gr.components.Component) -> gr.components.Component:
+    """``component`` with Gradio's own input checks turned off: its value reaches ``clean_settings`` as
+    sent, so an API caller who sends a non-number gets a short message instead of an opaque error."""
+    component.preprocess = lambda payload: payload
+    return component
+
+
 def generate(seed_file, temperature, top_p, seconds, bpm, program, random_seed, randomize, variations, keep_seed,
              progress=gr.Progress()):
     """Compose music, optionally continuing ``seed_file``; returns audio players, MIDI files,
@@ -122,18 +129,19 @@ with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
         with gr.Column(scale=1, min_width=300):
             seed_file = gr.File(label="Seed MIDI (optional)", file_types=[".mid", ".midi"], type="filepath")
             gr.Examples([[str(p)] for p in EXAMPLES], inputs=[seed_file], label="Example seeds")
-            seconds = gr.Slider(*RANGES["seconds"], value=DEFAULTS.seconds, step=1, label="Length (seconds)")
-            temperature = gr.Slider(*RANGES["temperature"], value=DEFAULTS.temperature, step=0.05,
-                                    label="Temperature", info="Low: safe and repetitive. High: adventurous.")
-            variations = gr.Slider(*RANGES["variations"], value=1, step=1, label="Variations")
+            seconds = as_sent(gr.Slider(*RANGES["seconds"], value=DEFAULTS.seconds, step=1,
+                                        label="Length (seconds)"))
+            temperature = as_sent(gr.Slider(*RANGES["temperature"], value=DEFAULTS.temperature, step=0.05,
+                                            label="Temperature", info="Low: safe and repetitive. High: adventurous."))
+            variations = as_sent(gr.Slider(*RANGES["variations"], value=1, step=1, label="Variations"))
             with gr.Accordion("Advanced", open=False):
-                top_p = gr.Slider(*RANGES["top_p"], value=DEFAULTS.top_p, step=0.01, label="Top-p")
-                bpm = gr.Number(value=0, label="Tempo (BPM, 0 = the seed's or the model's)", minimum=0,
-                                maximum=RANGES["bpm"][1])
-                program = gr.Dropdown(PROGRAMS, value=0, label="Instrument (General MIDI)")
+                top_p = as_sent(gr.Slider(*RANGES["top_p"], value=DEFAULTS.top_p, step=0.01, label="Top-p"))
+                bpm = as_sent(gr.Number(value=0, label="Tempo (BPM, 0 = the seed's or the model's)", minimum=0,
+                                        maximum=RANGES["bpm"][1]))
+                program = as_sent(gr.Dropdown(PROGRAMS, value=0, label="Instrument (General MIDI)"))
                 with gr.Row():
-                    random_seed = gr.Number(value=0, precision=0, label="Random seed", minimum=0,
-                                            maximum=RANGES["random_seed"][1])
+                    random_seed = as_sent(gr.Number(value=0, precision=0, label="Random seed", minimum=0,
+                                                    maximum=RANGES["random_seed"][1]))
                     randomize = gr.Checkbox(value=True, label="Randomize")
                 keep_seed = gr.Checkbox(value=True, label="Keep the seed in the output")
             with gr.Row():

@@ -445,6 +445,9 @@ def training(ck, quick: bool, tokens_per_note: float) -> list[Row]:
             Row("training", "trainer peak RSS", r["peak_rss"] / MB, "MB")]
 
 
+SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "gpu", "training")
+
+
 # -- report --------------------------------------------------------------------------------------
 
 
@@ -469,6 +472,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes, no targets: a smoke run of a few seconds")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
+                        help=f"run only these sections ({', '.join(SECTIONS)})")
     args = parser.parse_args()
     scratch = tempfile.TemporaryDirectory()
     weights, described = weights_path(Path(scratch.name))
@@ -477,6 +482,8 @@ def main() -> None:
     rows: list[Row] = []
 
     def section(name, run):
+        if args.only and name not in args.only:
+            return None
         started = time.perf_counter()
         try:
             result = run()
