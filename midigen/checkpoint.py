@@ -9,16 +9,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from .model import ModelConfig
 from .tokenizer import TokenizerConfig
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "midigen-ff-piano"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the network (``midigen.model.MidiGRU``); saved in the checkpoint so the model can be rebuilt."""
+
+    vocab_size: int
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 2
+    dropout: float = 0.2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        return cls(**data)
 
 
 class CheckpointError(RuntimeError):

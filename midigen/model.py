@@ -2,28 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Sizes of the network; saved in the checkpoint so the model can be rebuilt."""
-
-    vocab_size: int
-    embedding_size: int = 128
-    hidden_size: int = 256
-    num_layers: int = 2
-    dropout: float = 0.2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelConfig:
-        return cls(**data)
+from .checkpoint import ModelConfig
 
 
 class MidiGRU(nn.Module):

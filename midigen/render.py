@@ -21,7 +21,9 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
-SAMPLE_RATE = 44100
+# 32 kHz keeps everything up to 16 kHz, about what LAME keeps of a 128 kbps MP3 at 44.1 kHz (it cuts near
+# 17 kHz), for 27% less synthesis and encoding than 44.1 kHz.
+SAMPLE_RATE = 32000
 TAIL_SECONDS = 1.0  # kept after the last event so releases ring out (as pretty_midi does)
 FADE_SECONDS = 0.05  # fade applied when max_seconds cuts a piece short
 TARGET_PEAK = 10 ** (-1 / 20)  # -1 dBFS
@@ -39,7 +41,7 @@ MAX_DRAIN_SECONDS = 5.0  # bound on rendering away the releases a previous reque
 NOTE_OFF, CONTROL_CHANGE, PITCH_BEND, NOTE_ON = range(4)  # event order at equal times
 
 WRITE_FRAMES = SAMPLE_RATE  # frames handed to the encoder per call
-MP3_KBPS = 128  # 0.48 MB per 30 s
+MP3_KBPS = 128  # 0.5 MB per 30 s
 MP3_QUALITY = 7  # LAME's fast mode: about 5x faster than libsndfile's MP3 writer, inaudible at 128 kbps
 _AUDIO_FORMATS = {
     ".wav": {"format": "WAV", "subtype": "PCM_16"},
@@ -188,7 +190,7 @@ class Renderer:
         Returns
         -------
         numpy.ndarray
-            float32 samples, shape ``(n, 2)`` at 44100 Hz, ``n`` covering the piece plus
+            float32 samples, shape ``(n, 2)`` at ``SAMPLE_RATE``, ``n`` covering the piece plus
             ``TAIL_SECONDS``, peak-normalized to -1 dBFS (all zeros if nothing sounds).
         """
         if max_seconds is not None and max_seconds <= 0:

@@ -77,7 +77,7 @@ def assert_same_render(actual: np.ndarray, expected: np.ndarray) -> None:
 def test_output_format_length_and_level(renderer):
     midi = piece()
     audio = renderer.render(midi)
-    assert renderer.sample_rate == SAMPLE_RATE == 44100
+    assert renderer.sample_rate == SAMPLE_RATE == 32000
     assert audio.dtype == np.float32 and audio.ndim == 2 and audio.shape[1] == 2
     expected_frames = (midi.get_end_time() + TAIL_SECONDS) * SAMPLE_RATE  # as long as the MIDI, plus the tail
     assert abs(len(audio) - expected_frames) <= 1

@@ -22,7 +22,7 @@ import soundfile as sf
 
 TAIL_SECONDS = 1.0  # midigen.render.TAIL_SECONDS: audio rings on this long after the last note
 AUDIO_SLACK_SECONDS = 1.5
-SAMPLE_RATE = 44100
+SAMPLE_RATE = 32000  # midigen.render.SAMPLE_RATE
 MAX_RANDOM_SEED = 2**31 - 1
 MAX_VARIATIONS = 4
 MAX_SECONDS = 60.0
@@ -163,7 +163,7 @@ def audio_facts(path: str | os.PathLike) -> AudioFacts:
 
 
 def check_audio_matches_midi(audio_path, midi_path) -> AudioFacts:
-    """The MP3 is 44.1 kHz stereo, audible, and as long as the MIDI plus the release tail."""
+    """The MP3 is 32 kHz stereo, audible, and as long as the MIDI plus the release tail."""
     audio = audio_facts(audio_path)
     midi = midi_facts(midi_path)
     assert audio.format == "MP3", audio

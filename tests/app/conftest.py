@@ -162,7 +162,8 @@ def app_client(midigen_app, tmp_path_factory):
     """A gradio_client ``Client`` for the app, downloading into a temporary folder."""
     from gradio_client import Client
 
-    client = Client(midigen_app.url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+    client = Client(midigen_app.url, verbose=False, ssl_verify=False,  # plain HTTP: no CA bundle per download
+                    download_files=str(tmp_path_factory.mktemp("downloads")))
     try:
         yield client
     finally:

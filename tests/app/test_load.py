@@ -55,7 +55,8 @@ def test_concurrent_clients(midigen_app, tmp_path):
     def user(index: int) -> None:
         client = None
         try:
-            client = Client(midigen_app.url, verbose=False, download_files=str(tmp_path / f"user-{index}"))
+            client = Client(midigen_app.url, verbose=False, ssl_verify=False,
+                            download_files=str(tmp_path / f"user-{index}"))
             barrier.wait()
             started = time.perf_counter()
             result = client.predict(None, *_settings(5 + index % 6, index), api_name="/generate")
