@@ -42,7 +42,8 @@ try:
 except CheckpointError as error:
     sys.exit(f"midigen: cannot start: {error}")
 generator.generate(GenerationRequest(notes=8, seconds=None, random_seed=0))  # load compiled code before users come
-studio = Studio(generator, limits=LIMITS)
+# Outputs are written inside Gradio's cache folder, which Gradio serves without copying them again.
+studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen", limits=LIMITS)
 workers = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="midigen")
 EXAMPLES = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", generator.tokenizer)
 AUDIO_OK, AUDIO_MESSAGE = audio_available()

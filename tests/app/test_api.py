@@ -160,17 +160,19 @@ def test_audio_payload_is_at_most_1_mb_per_30_s(app_client):
     assert audio.size <= 1_000_000 * audio.seconds / 30, f"{audio.size} bytes for {audio.seconds:.1f} s"
 
 
-def test_outputs_stay_inside_the_app_temp_dir(midigen_app):
-    """The server writes its outputs under its TMPDIR / GRADIO_TEMP_DIR only."""
+def test_outputs_are_written_once_inside_gradios_cache(midigen_app):
+    """The server writes each output once, into a per-request folder inside GRADIO_TEMP_DIR, and serves
+    that file itself (no second copy in Gradio's cache)."""
     result = raw_generate(midigen_app.url, [None, 1.0, 0.95, 3, 0, 0, 8, False, 1, True])
     assert result.kind == "complete", result
     paths = [v["path"] for v in result.data[:MAX_VARIATIONS] if v] + [v["path"] for v in result.data[MIDI]]
     paths.append(result.data[ROLL]["path"])
-    gradio_dir = (midigen_app.temp_dir / "gradio").resolve()
-    for path in paths:
-        assert Path(path).resolve().is_relative_to(gradio_dir), path
-    outputs = midigen_app.temp_dir / "midigen-outputs"
-    assert any(outputs.glob("request-*/*.mid")), "no per-request folder under the app's TMPDIR"
+    outputs = (midigen_app.temp_dir / "gradio" / "midigen").resolve()
+    folders = {Path(path).resolve().parent for path in paths}
+    assert len(folders) == 1, folders
+    (folder,) = folders
+    assert folder.parent == outputs and folder.name.startswith("request-"), folder
+    assert sorted(p.name for p in folder.iterdir()) == sorted(Path(p).name for p in paths)
 
 
 def test_short_slow_request_still_has_notes(app_client):

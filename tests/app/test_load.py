@@ -155,8 +155,8 @@ def test_sequential_requests_do_not_leak(midigen_app):
         elapsed = time.perf_counter() - started
         rss_after = server.memory_info().rss
         temp_after = dir_size(midigen_app.temp_dir)
-        outputs_mb = dir_size(midigen_app.temp_dir / "midigen-outputs") / MB
-        cache_mb = dir_size(midigen_app.temp_dir / "gradio") / MB
+        outputs_mb = dir_size(midigen_app.temp_dir / "gradio" / "midigen") / MB
+        cache_mb = dir_size(midigen_app.temp_dir / "gradio") / MB - outputs_mb
     finally:
         client.close()
 
@@ -166,7 +166,7 @@ def test_sequential_requests_do_not_leak(midigen_app):
           f"server RSS {rss_before / MB:.0f} -> {rss_after / MB:.0f} MB ({rss_growth:+.1f} MB); "
           f"temp dir {temp_before / MB:.1f} -> {temp_after / MB:.1f} MB ({temp_growth:+.1f} MB, "
           f"{(temp_after - temp_before) / max(REQUESTS, 1) / 1024:.0f} KB per request; now {outputs_mb:.1f} MB in "
-          f"midigen-outputs and {cache_mb:.1f} MB in Gradio's cache)")
+          f"midigen's request folders and {cache_mb:.1f} MB elsewhere in Gradio's cache)")
     midigen_app.assert_alive()
     assert rss_growth < MAX_RSS_GROWTH_MB, f"server RSS grew by {rss_growth:.0f} MB"
     assert temp_growth < MAX_TEMP_GROWTH_MB, f"temp dir grew by {temp_growth:.1f} MB"
