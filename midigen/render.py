@@ -2,8 +2,9 @@
 
 ``Renderer`` keeps a single ``fluidsynth.Synth`` with the soundfont loaded once and
 reuses it for every request (serialized by a lock). A piece is rendered by walking a
-time-sorted event list and letting FluidSynth write float samples straight into one
-preallocated ``(n, 2)`` float32 buffer, which is then peak-normalized in place.
+time-sorted event list; FluidSynth writes float samples into a small scratch buffer, which is
+stored as 16-bit PCM in one preallocated ``(n, 2)`` buffer, peak-normalized in place at the end:
+half the memory of float32 and what the encoders take.
 
 pyfluidsynth and libfluidsynth are optional: without them (or without a General MIDI
 soundfont) the constructor raises ``RenderUnavailable`` with a one-line reason.
@@ -28,6 +29,12 @@ TAIL_SECONDS = 1.0  # kept after the last event so releases ring out (as pretty_
 FADE_SECONDS = 0.05  # fade applied when max_seconds cuts a piece short
 TARGET_PEAK = 10 ** (-1 / 20)  # -1 dBFS
 SILENCE_PEAK = 1e-6  # below this a render counts as silent and is not amplified
+PCM_MAX = 32767
+# Float level stored at full scale until something louder comes. At gain 0.2 generated piano pieces
+# peak between 0.07 and 0.18, so the final normalization amplifies the stored 16 bits by 3x at most
+# (rounding noise stays below -85 dBFS); louder audio rescales what is stored so far instead of clipping.
+FULL_SCALE_LEVEL = 0.25
+CHUNK_FRAMES = 4096  # the float scratch buffer: 32 KB
 SOUNDFONT_ENV = "MIDIGEN_SOUNDFONT"
 SYSTEM_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 DRUM_CHANNEL = 9
@@ -36,7 +43,6 @@ MIDI_CHANNELS = 256
 # FluidSynth synthesizes in blocks of 64 frames; rendering whole blocks per request keeps every
 # request starting on a block boundary, so its timing does not depend on the previous request's length.
 BLOCK_FRAMES = 64
-DRAIN_FRAMES = 16 * BLOCK_FRAMES
 MAX_DRAIN_SECONDS = 5.0  # bound on rendering away the releases a previous request left sounding
 NOTE_OFF, CONTROL_CHANGE, PITCH_BEND, NOTE_ON = range(4)  # event order at equal times
 
@@ -107,8 +113,39 @@ def _events(instruments: list[pretty_midi.Instrument], channels: list[int], n_fr
     return events
 
 
+class _Pcm:
+    """16-bit stereo samples filled in order from float chunks: ``per_unit`` PCM steps per float unit,
+    lowered (and what is stored rescaled) when a louder chunk comes; ``peak`` is the loudest float sample."""
+
+    def __init__(self, samples: np.ndarray):
+        self.samples = samples
+        self.done = 0
+        self.peak = 0.0
+        self.per_unit = PCM_MAX / FULL_SCALE_LEVEL
+
+    def append(self, chunk: np.ndarray) -> None:
+        """Store float ``chunk`` (scaled in place) after the frames already stored."""
+        self.peak = max(self.peak, float(chunk.max()), -float(chunk.min()))
+        if self.peak * self.per_unit > PCM_MAX:
+            louder = PCM_MAX / self.peak
+            self.scale(0, self.done, louder / self.per_unit)
+            self.per_unit = louder
+        chunk *= self.per_unit
+        np.rint(chunk, out=chunk)
+        self.samples[self.done : self.done + len(chunk)] = chunk
+        self.done += len(chunk)
+
+    def scale(self, start: int, stop: int, factor) -> None:
+        """Multiply frames ``start:stop`` by ``factor`` (a number, or one value per frame), in chunks."""
+        for first in range(start, stop, CHUNK_FRAMES):
+            last = min(first + CHUNK_FRAMES, stop)
+            part = self.samples[first:last].astype(np.float32)
+            part *= factor if np.isscalar(factor) else factor[first - start : last - start]
+            self.samples[first:last] = np.clip(np.rint(part, out=part), -PCM_MAX, PCM_MAX, out=part)
+
+
 class Renderer:
-    """A shared FluidSynth synthesizer that renders ``PrettyMIDI`` objects to stereo float32.
+    """A shared FluidSynth synthesizer that renders ``PrettyMIDI`` objects to stereo 16-bit PCM.
 
     Parameters
     ----------
@@ -168,6 +205,7 @@ class Renderer:
             ("roff", c_int, 1),
             ("rincr", c_int, 1),
         )
+        self._scratch = np.empty((CHUNK_FRAMES, 2), dtype=np.float32)
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -190,7 +228,7 @@ class Renderer:
         Returns
         -------
         numpy.ndarray
-            float32 samples, shape ``(n, 2)`` at ``SAMPLE_RATE``, ``n`` covering the piece plus
+            int16 samples, shape ``(n, 2)`` at ``SAMPLE_RATE``, ``n`` covering the piece plus
             ``TAIL_SECONDS``, peak-normalized to -1 dBFS (all zeros if nothing sounds).
         """
         if max_seconds is not None and max_seconds <= 0:
@@ -202,7 +240,7 @@ class Renderer:
         instruments = midi.instruments
         channels = _channels(instruments)
         events = _events(instruments, channels, n_frames)
-        audio = np.empty((math.ceil(n_frames / BLOCK_FRAMES) * BLOCK_FRAMES, 2), dtype=np.float32)
+        pcm = _Pcm(np.empty((math.ceil(n_frames / BLOCK_FRAMES) * BLOCK_FRAMES, 2), dtype=np.int16))
 
         with self._lock:
             synth = self._synth
@@ -214,22 +252,25 @@ class Renderer:
                 if synth.program_select(chan, self._sfid, bank, inst.program) == -1:
                     synth.program_select(chan, self._sfid, bank, 0)
             actions = (synth.noteoff, synth.cc, synth.pitch_bend, synth.noteon)
-            done = 0
             for frame, kind, args in events:
-                if frame > done:
-                    self._synthesize(audio, done, frame)
-                    done = frame
+                self._synthesize_until(pcm, frame)
                 actions[kind](*args)
-            self._synthesize(audio, done, len(audio))
+            self._synthesize_until(pcm, len(pcm.samples))
 
-        audio = audio[:n_frames]
         if capped:
             fade = min(n_frames, round(FADE_SECONDS * SAMPLE_RATE))
-            audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None]
-        peak = max(float(audio.max()), -float(audio.min()))
-        if peak > SILENCE_PEAK:
-            audio *= TARGET_PEAK / peak
-        return audio
+            pcm.scale(n_frames - fade, n_frames, np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None])
+        if pcm.peak > SILENCE_PEAK:
+            pcm.scale(0, n_frames, TARGET_PEAK / (pcm.peak * pcm.per_unit / PCM_MAX))
+        return pcm.samples[:n_frames]
+
+    def _synthesize_until(self, pcm: _Pcm, stop: int) -> None:
+        """Let FluidSynth write the frames from ``pcm.done`` up to ``stop``, a scratch buffer at a time."""
+        while pcm.done < stop:
+            count = min(stop - pcm.done, CHUNK_FRAMES)
+            chunk = self._scratch[:count]
+            self._synthesize(chunk, count)
+            pcm.append(chunk)
 
     def _reset(self) -> None:
         """Return the synth to its initial state: no voices, default controllers and programs.
@@ -239,18 +280,17 @@ class Renderer:
         key was killed begins with a loud transient.
         """
         self._synth.system_reset()  # releases every note, resets controllers and programs
-        scratch = np.empty((DRAIN_FRAMES, 2), dtype=np.float32)
-        for _ in range(math.ceil(MAX_DRAIN_SECONDS * SAMPLE_RATE / DRAIN_FRAMES)):
+        for _ in range(math.ceil(MAX_DRAIN_SECONDS * SAMPLE_RATE / CHUNK_FRAMES)):
             if self._synth.get_active_voice_count() == 0:
                 return
-            self._synthesize(scratch, 0, DRAIN_FRAMES)
+            self._synthesize(self._scratch, CHUNK_FRAMES)
         for chan in range(MIDI_CHANNELS):  # a voice that never dies away
             self._synth.all_sounds_off(chan)
 
-    def _synthesize(self, audio: np.ndarray, start: int, stop: int) -> None:
-        """Let FluidSynth write frames ``start:stop`` of ``audio`` (interleaved stereo float32)."""
-        pointer = audio.ctypes.data + start * audio.strides[0]
-        self._write_float(self._synth.synth, stop - start, pointer, 0, 2, pointer, 1, 2)
+    def _synthesize(self, buffer: np.ndarray, count: int) -> None:
+        """Let FluidSynth write the first ``count`` frames of ``buffer`` (interleaved stereo float32)."""
+        pointer = buffer.ctypes.data
+        self._write_float(self._synth.synth, count, pointer, 0, 2, pointer, 1, 2)
 
 
 _renderer: Renderer | None = None
@@ -282,11 +322,14 @@ def audio_available() -> tuple[bool, str]:
 
 
 def write_audio(samples: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write ``(n, 2)`` samples in [-1, 1] to ``path``; the suffix picks the format.
+    """Write ``(n, channels)`` int16 samples (as ``Renderer.render`` returns them) to ``path``; the suffix
+    picks the format.
 
     ``.mp3`` (128 kbps CBR, the browser-friendly default), ``.wav`` (16-bit PCM), ``.flac``, ``.ogg``.
     """
     path = Path(path)
+    if samples.dtype != np.int16:
+        raise TypeError(f"write_audio takes int16 samples, got {samples.dtype}")
     if path.suffix.lower() == ".mp3":
         return _write_mp3(samples, path)
     options = _AUDIO_FORMATS.get(path.suffix.lower())
@@ -308,8 +351,7 @@ def _write_mp3(samples: np.ndarray, path: Path) -> Path:
     encoder.set_in_sample_rate(SAMPLE_RATE)
     encoder.set_channels(samples.shape[1])
     encoder.set_quality(MP3_QUALITY)
-    pcm = np.clip(np.round(samples * 32767.0), -32768, 32767).astype("<i2")
-    path.write_bytes(bytes(encoder.encode(pcm.tobytes()) + encoder.flush()))
+    path.write_bytes(bytes(encoder.encode(np.ascontiguousarray(samples, dtype="<i2").tobytes()) + encoder.flush()))
     return path
 
 

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from midigen import render
 from midigen.render import (
+    PCM_MAX,
     SAMPLE_RATE,
     SOUNDFONT_ENV,
     TAIL_SECONDS,
@@ -28,10 +29,23 @@ from midigen.render import (
 BUNDLED_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 
 
+class FloatRenderer:
+    """The shared renderer with its 16-bit output read as floats in [-1, 1], so levels read naturally."""
+
+    def __init__(self, renderer: Renderer):
+        self.renderer = renderer
+        self.sample_rate, self.soundfont = renderer.sample_rate, renderer.soundfont
+
+    def render(self, midi, **options) -> np.ndarray:
+        audio = self.renderer.render(midi, **options)
+        assert audio.dtype == np.int16 and audio.ndim == 2 and audio.shape[1] == 2
+        return audio / PCM_MAX
+
+
 @pytest.fixture(scope="module")
-def renderer() -> Renderer:
+def renderer() -> FloatRenderer:
     try:
-        return get_renderer()
+        return FloatRenderer(get_renderer())
     except RenderUnavailable as exc:
         pytest.skip(str(exc))
 
@@ -78,7 +92,6 @@ def test_output_format_length_and_level(renderer):
     midi = piece()
     audio = renderer.render(midi)
     assert renderer.sample_rate == SAMPLE_RATE == 32000
-    assert audio.dtype == np.float32 and audio.ndim == 2 and audio.shape[1] == 2
     expected_frames = (midi.get_end_time() + TAIL_SECONDS) * SAMPLE_RATE  # as long as the MIDI, plus the tail
     assert abs(len(audio) - expected_frames) <= 1
     assert rms(audio) > 0.05
@@ -115,6 +128,18 @@ def test_state_is_reset_between_renders(renderer):
     assert_same_render(renderer.render(early), reference)
 
 
+def test_louder_than_expected_audio_is_rescaled_not_clipped(renderer, monkeypatch):
+    """Stored 16-bit samples are rescaled when a chunk is louder than everything before it: forcing
+    that at almost every chunk gives the same audio, up to rounding."""
+    midi = band()
+    reference = renderer.render(midi)
+    monkeypatch.setattr(render, "FULL_SCALE_LEVEL", 1e-4)
+    rescaled = renderer.render(midi)
+    assert np.abs(rescaled).max() == pytest.approx(TARGET_PEAK, abs=1e-4)
+    np.testing.assert_allclose(rescaled, reference, atol=5e-4)
+    assert (np.abs(rescaled) >= TARGET_PEAK - 1e-4).sum() < 10  # a peak, not a clipped plateau
+
+
 def test_drums_and_several_instruments_sound(renderer):
     drums = renderer.render(piece(pitches=(36, 38, 42), drum=True))
     assert rms(drums) > 0.02
@@ -147,7 +172,7 @@ def test_max_seconds_caps_the_length(renderer):
 def test_mp3_is_decodable_right_length_and_small(renderer, tmp_path):
     audio = renderer.render(piece(pitches=tuple(range(48, 84)), step=0.2, length=0.6))  # about 8 s
     seconds = len(audio) / SAMPLE_RATE
-    path = write_audio(audio, tmp_path / "out.mp3")
+    path = write_audio(np.round(audio * PCM_MAX).astype(np.int16), tmp_path / "out.mp3")
     decoded, rate = sf.read(path, dtype="float32")
     assert rate == SAMPLE_RATE and decoded.shape[1] == 2
     assert abs(len(decoded) / rate - seconds) < 0.1
@@ -156,18 +181,20 @@ def test_mp3_is_decodable_right_length_and_small(renderer, tmp_path):
 
 
 def test_wav_round_trip_and_unknown_format(renderer, tmp_path):
-    audio = renderer.render(piece())
+    audio = renderer.renderer.render(piece())
     path = write_audio(audio, tmp_path / "out.wav")
     assert sf.info(path).subtype == "PCM_16"
-    decoded, rate = sf.read(path, dtype="float32")
+    decoded, rate = sf.read(path, dtype="int16")
     assert rate == SAMPLE_RATE
-    np.testing.assert_allclose(decoded, audio, atol=1 / 32767)
+    np.testing.assert_array_equal(decoded, audio)
     with pytest.raises(ValueError, match="unsupported audio format"):
         write_audio(audio, tmp_path / "out.aiff")
+    with pytest.raises(TypeError, match="int16"):
+        write_audio(audio / PCM_MAX, tmp_path / "out.wav")
 
 
 def test_long_ogg_and_flac(tmp_path):
-    silence = np.zeros((100 * SAMPLE_RATE, 2), dtype=np.float32)  # libvorbis crashes when given this in one call
+    silence = np.zeros((100 * SAMPLE_RATE, 2), dtype=np.int16)  # libvorbis crashes when given this in one call
     for suffix in (".ogg", ".flac"):
         info = sf.info(write_audio(silence, tmp_path / f"long{suffix}"))
         assert info.samplerate == SAMPLE_RATE and info.duration == pytest.approx(100, abs=0.01)
@@ -226,13 +253,13 @@ def test_missing_fluidsynth_is_unavailable(monkeypatch):
 
 
 def test_shared_renderer_and_explicit_soundfont(renderer):
-    assert get_renderer() is renderer
+    assert get_renderer() is renderer.renderer
     ok, message = audio_available()
     assert ok and renderer.soundfont.name in message
     small = Renderer(BUNDLED_SOUNDFONT)
     try:
         audio = small.render(piece())
-        assert math.isclose(np.abs(audio).max(), TARGET_PEAK, abs_tol=1e-4)
+        assert math.isclose(np.abs(audio).max() / PCM_MAX, TARGET_PEAK, abs_tol=1e-4)
     finally:
         small.close()
     with pytest.raises(RuntimeError, match="closed"):
