@@ -25,7 +25,7 @@ import threading
 import time
 import tracemalloc
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
@@ -45,7 +45,7 @@ from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # no
 from midigen.model import MidiGRU, ModelConfig  # noqa: E402
 from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, grammar  # noqa: E402
-from midigen.studio import AppLimits  # noqa: E402
+from midigen.studio import AppLimits, Studio  # noqa: E402
 from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
 from midigen.train import TrainConfig, train_step  # noqa: E402
 
@@ -383,10 +383,25 @@ def stages(generator: Generator, quick: bool) -> dict[str, float]:
     return {"sampling (GRU + draw)": sampled, "tokens to MIDI objects": medians.pop("generate") - sampled, **medians}
 
 
+def whole_requests(generator: Generator, quick: bool) -> dict[int, float]:
+    """Median seconds of ``Studio.run`` (sampling to piano roll) for 1 and 4 variations."""
+    request = GenerationRequest(seconds=5.0 if quick else 30.0)
+    with tempfile.TemporaryDirectory() as folder:
+        studio = Studio(generator, output_root=Path(folder))
+        return {variations: statistics.median(
+                    best_of(1, studio.run, None, replace(request, variations=variations, random_seed=seed))[0]
+                    for seed in range(2 if quick else 5))
+                for variations in (1, MAX_VARIATIONS)}
+
+
 def breakdown(generator: Generator, quick: bool) -> list[Row]:
     medians = stages(generator, quick)
     rows = [Row("stages", stage, seconds * 1e3, "ms") for stage, seconds in medians.items()]
-    return [*rows, Row("stages", "pipeline total (Gradio's share: see app)", sum(medians.values()) * 1e3, "ms")]
+    whole = whole_requests(generator, quick)
+    return [*rows, Row("stages", "pipeline total (Gradio's share: see app)", sum(medians.values()) * 1e3, "ms"),
+            *[Row("stages", f"Studio.run, {n} variation{'s' * (n > 1)} (median)", seconds * 1e3, "ms")
+              for n, seconds in whole.items()],
+            Row("stages", f"Studio.run, {MAX_VARIATIONS} variations / 1", whole[MAX_VARIATIONS] / whole[1], "x")]
 
 
 # -- 5. GPU --------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -151,9 +152,14 @@ class Studio:
         progress(0.5, "Rendering audio")
         try:
             renderer = get_renderer()
-            for index, result in enumerate(results, start=1):
-                samples = renderer.render(result.midi, max_seconds=self.limits.max_seconds * 3)
-                audio_paths.append(write_audio(samples, folder / f"midigen-{result.random_seed}-{index}.mp3"))
+            encoded = []
+            with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
+                for index, result in enumerate(results, start=1):
+                    # LAME encodes this variation while FluidSynth renders the next (both release the GIL)
+                    samples = renderer.render(result.midi, max_seconds=self.limits.max_seconds * 3)
+                    path = folder / f"midigen-{result.random_seed}-{index}.mp3"
+                    encoded.append(encoder.submit(write_audio, samples, path))
+            audio_paths = [job.result() for job in encoded]
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
         progress(0.9, "Drawing")
