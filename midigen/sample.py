@@ -245,22 +245,18 @@ def _affine4(weight, bias, x, out, b, rows):
 
 @njit(**JIT)
 def _affine2(weight, bias, x, out, b, rows):
-    """Rows b and b+1 of ``x`` against two weight rows at a time."""
+    """Rows b and b+1 of ``x``, one weight row at a time (measured faster here than two at a time)."""
     count = weight.shape[0] if rows is None else rows.shape[0]
     x0, x1 = x[b], x[b + 1]
-    for j in range(0, count, 2):
-        i = min(j + 1, count - 1)
-        rj, ri = (j, i) if rows is None else (rows[j], rows[i])
-        v, w = weight[rj], weight[ri]
-        a0 = a1 = c0 = c1 = np.float32(0.0)
+    for j in range(count):
+        r = j if rows is None else rows[j]
+        v = weight[r]
+        a0 = a1 = np.float32(0.0)
         for k in range(v.shape[0]):
-            vk, wk = _half(v[k]), _half(w[k])
+            vk = _half(v[k])
             a0 += vk * x0[k]
             a1 += vk * x1[k]
-            c0 += wk * x0[k]
-            c1 += wk * x1[k]
-        out[b, j], out[b + 1, j] = a0 + bias[rj], a1 + bias[rj]
-        out[b, i], out[b + 1, i] = c0 + bias[ri], c1 + bias[ri]
+        out[b, j], out[b + 1, j] = a0 + bias[r], a1 + bias[r]
 
 
 @njit(**JIT)
