@@ -260,9 +260,11 @@ class Renderer:
         if capped:
             fade = min(n_frames, round(FADE_SECONDS * SAMPLE_RATE))
             pcm.scale(n_frames - fade, n_frames, np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None])
-        if pcm.peak > SILENCE_PEAK:
-            pcm.scale(0, n_frames, TARGET_PEAK / (pcm.peak * pcm.per_unit / PCM_MAX))
-        return pcm.samples[:n_frames]
+        audio = pcm.samples[:n_frames]
+        peak = max(int(audio.max(initial=0)), -int(audio.min(initial=0)))  # in PCM steps, after the fade
+        if pcm.peak > SILENCE_PEAK and peak > 0:
+            pcm.scale(0, n_frames, TARGET_PEAK * PCM_MAX / peak)
+        return audio
 
     def _synthesize_until(self, pcm: _Pcm, stop: int) -> None:
         """Let FluidSynth write the frames from ``pcm.done`` up to ``stop``, a scratch buffer at a time."""
