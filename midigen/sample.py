@@ -200,32 +200,30 @@ def sampling_tensors(checkpoint: Checkpoint) -> dict[str, np.ndarray]:
 
 
 @njit(**JIT)
-def _affine(weight, bias, x, out, rows=None):
-    """out[:, j] = x @ weight[r] + bias[r] with r = rows[j] (or j: every row), ``weight`` stored
-    (out features, in features) as in torch, in float16 bits. ``rows is None`` compiles to its own loop.
+def _affine(weight, bias, x, out):
+    """out = x @ weight.T + bias, ``weight`` stored (out features, in features) as in torch, in float16 bits.
 
     Rows of ``x`` go four at a time, then two, then one: each weight read feeds as many of them as it can.
     """
     b = 0
     while x.shape[0] - b >= 4:
-        _affine4(weight, bias, x, out, b, rows)
+        _affine4(weight, bias, x, out, b)
         b += 4
     if x.shape[0] - b >= 2:
-        _affine2(weight, bias, x, out, b, rows)
+        _affine2(weight, bias, x, out, b)
         b += 2
     if b < x.shape[0]:
-        _affine1(weight, bias, x, out, b, rows)
+        _affine1(weight, bias, x, out, b)
 
 
 @njit(**JIT)
-def _affine4(weight, bias, x, out, b, rows):
-    """Rows b..b+3 of ``x`` against two weight rows at a time (batch 4 is bound by arithmetic)."""
-    count = weight.shape[0] if rows is None else rows.shape[0]
+def _affine4(weight, bias, x, out, b):
+    """Rows b..b+3 of ``x`` against two weight rows at a time (four rows are bound by arithmetic)."""
+    count = weight.shape[0]
     x0, x1, x2, x3 = x[b], x[b + 1], x[b + 2], x[b + 3]
     for j in range(0, count, 2):
         i = min(j + 1, count - 1)  # an odd last row is paired with itself
-        rj, ri = (j, i) if rows is None else (rows[j], rows[i])
-        v, w = weight[rj], weight[ri]
+        v, w = weight[j], weight[i]
         a0 = a1 = a2 = a3 = c0 = c1 = c2 = c3 = np.float32(0.0)
         for k in range(v.shape[0]):
             vk, wk = _half(v[k]), _half(w[k])
@@ -238,30 +236,29 @@ def _affine4(weight, bias, x, out, b, rows):
             c1 += wk * y1
             c2 += wk * y2
             c3 += wk * y3
-        bj, bi = bias[rj], bias[ri]
+        bj, bi = bias[j], bias[i]
         out[b, j], out[b + 1, j], out[b + 2, j], out[b + 3, j] = a0 + bj, a1 + bj, a2 + bj, a3 + bj
         out[b, i], out[b + 1, i], out[b + 2, i], out[b + 3, i] = c0 + bi, c1 + bi, c2 + bi, c3 + bi
 
 
 @njit(**JIT)
-def _affine2(weight, bias, x, out, b, rows):
+def _affine2(weight, bias, x, out, b):
     """Rows b and b+1 of ``x``, one weight row at a time (measured faster here than two at a time)."""
-    count = weight.shape[0] if rows is None else rows.shape[0]
     x0, x1 = x[b], x[b + 1]
-    for j in range(count):
-        r = j if rows is None else rows[j]
-        v = weight[r]
+    for j in range(weight.shape[0]):
+        v = weight[j]
         a0 = a1 = np.float32(0.0)
         for k in range(v.shape[0]):
             vk = _half(v[k])
             a0 += vk * x0[k]
             a1 += vk * x1[k]
-        out[b, j], out[b + 1, j] = a0 + bias[r], a1 + bias[r]
+        out[b, j], out[b + 1, j] = a0 + bias[j], a1 + bias[j]
 
 
 @njit(**JIT)
-def _affine1(weight, bias, x, out, b, rows):
-    """Row b of ``x``: one dot product per weight row (batch 1 is bound by reading the weights)."""
+def _affine1(weight, bias, x, out, b, rows=None):
+    """Row b of ``x``: out[b, j] = x[b] @ weight[r] + bias[r] with r = rows[j] (or j: every row).
+    One row is bound by reading and converting the weights. ``rows is None`` compiles to its own loop."""
     count = weight.shape[0] if rows is None else rows.shape[0]
     xb = x[b]
     for j in range(count):
