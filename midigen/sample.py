@@ -398,6 +398,11 @@ def _sample_loop(
     return lengths
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (a container may see more in ``os.cpu_count()``)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cache_aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
     """float32 zeros starting on a 64-byte cache line. The GRU state is read in 32-byte vectors at every
     step: from NumPy's 16-byte alignment, half of them would straddle two lines (about 20% slower)."""
@@ -431,7 +436,7 @@ class NumbaSampler:
         self.head_b = np.ascontiguousarray(t["head.bias"])
         self.layers, self.hidden = layers, hidden
         self.may_follow = grammar(tokenizer)
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or usable_cores()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="midigen-sample") if self.workers > 1 else None
 
     def sample(self, prompt: list[int], settings: SamplingSettings, batch: int, random_seed: int,
