@@ -28,7 +28,6 @@ SAMPLE_RATE = 32000
 TAIL_SECONDS = 1.0  # kept after the last event so releases ring out (as pretty_midi does)
 FADE_SECONDS = 0.05  # fade applied when max_seconds cuts a piece short
 TARGET_PEAK = 10 ** (-1 / 20)  # -1 dBFS
-SILENCE_PEAK = 1e-6  # below this a render counts as silent and is not amplified
 PCM_MAX = 32767
 # Float level stored at full scale until something louder comes. At gain 0.2 generated piano pieces
 # peak between 0.07 and 0.18, so the final normalization amplifies the stored 16 bits by 3x at most
@@ -262,7 +261,7 @@ class Renderer:
             pcm.scale(n_frames - fade, n_frames, np.linspace(1.0, 0.0, fade, dtype=np.float32)[:, None])
         audio = pcm.samples[:n_frames]
         peak = max(int(audio.max(initial=0)), -int(audio.min(initial=0)))  # in PCM steps, after the fade
-        if pcm.peak > SILENCE_PEAK and peak > 0:
+        if peak > 0:  # silence (nothing that rounds to a PCM step) is not amplified
             pcm.scale(0, n_frames, TARGET_PEAK * PCM_MAX / peak)
         return audio
 

@@ -144,21 +144,19 @@ class Studio:
         results: list[Generated] = (sample or self.generator.generate)(request, seed_midi)
         sampled = time.perf_counter()
         folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.output_root))
-        midi_paths, audio_paths = [], []
-        for index, result in enumerate(results, start=1):
-            midi_path = folder / f"midigen-{result.random_seed}-{index}.mid"
+        stems = [folder / f"midigen-{result.random_seed}-{index}" for index, result in enumerate(results, start=1)]
+        midi_paths, audio_paths = [stem.with_suffix(".mid") for stem in stems], []
+        for result, midi_path in zip(results, midi_paths, strict=True):
             result.midi.write(str(midi_path))
-            midi_paths.append(midi_path)
         progress(0.5, "Rendering audio")
         try:
             renderer = get_renderer()
             encoded = []
             with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
-                for index, result in enumerate(results, start=1):
+                for result, stem in zip(results, stems, strict=True):
                     # LAME encodes this variation while FluidSynth renders the next (both release the GIL)
                     samples = renderer.render(result.midi, max_seconds=self.limits.max_seconds * 3)
-                    path = folder / f"midigen-{result.random_seed}-{index}.mp3"
-                    encoded.append(encoder.submit(write_audio, samples, path))
+                    encoded.append(encoder.submit(write_audio, samples, stem.with_suffix(".mp3")))
             audio_paths = [job.result() for job in encoded]
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
