@@ -1,60 +1,97 @@
 """midigen web demo: a thin Gradio layer over ``midigen.studio``.
 
-Run ``python app.py``; the API endpoint ``/generate`` is usable with gradio_client.
+Run ``python app.py``; the API endpoint ``/generate`` is usable with gradio_client. Importing this
+module does nothing but define functions: ``build_demo`` makes the page, ``main`` loads the weights,
+warms up and launches.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-import pretty_midi
 
-from midigen.checkpoint import DEFAULT_WEIGHTS, CheckpointError
-from midigen.examples import write_examples
-from midigen.generate import GenerationRequest, Generator
-from midigen.render import audio_available
-from midigen.studio import RANGES, AppLimits, Studio, UserError, clean_settings
-
-try:  # Hugging Face ZeroGPU: sampling runs on a GPU lent for the call
-    import spaces
-except ImportError:
-    spaces = None
+from midigen import history
+from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, to_request
+from midigen.studio import AppLimits, Studio
 
 LOG = logging.getLogger("midigen.app")
-LIMITS = AppLimits()
-TIME_LIMIT_S = float(os.environ.get("MIDIGEN_TIME_LIMIT", "30"))
-CONCURRENCY = int(os.environ.get("MIDIGEN_CONCURRENCY", "2"))
-QUEUE_SIZE = int(os.environ.get("MIDIGEN_QUEUE_SIZE", "16"))
-DEFAULTS = GenerationRequest()
-MAX_VARIATIONS = LIMITS.max_variations
-OUTPUT_COUNT = MAX_VARIATIONS + 4  # players, MIDI files, piano roll, summary, random seed
-PROGRAMS = [(f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128)]
+SEED_INPUT = "seed_file"
+OUTPUT_NAMES = (*(f"audio_{i}" for i in range(1, AppLimits().max_variations + 1)),
+                "midi_files", "piano_roll", "summary", "random_seed")
+CSS = """
+#title { text-align: center; margin-bottom: 0; }
+#subtitle { text-align: center; margin-top: 0; color: var(--body-text-color-subdued); }
+"""
 
-try:
-    generator = Generator(os.environ.get("MIDIGEN_WEIGHTS") or DEFAULT_WEIGHTS, device="cpu")
-except CheckpointError as error:
-    sys.exit(f"midigen: cannot start: {error}")
-generator.generate(GenerationRequest(notes=8, seconds=None, random_seed=0))  # load compiled code before users come
-# Outputs are written inside Gradio's cache folder, which Gradio serves without copying them again.
-studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen", limits=LIMITS)
-workers = ThreadPoolExecutor(max_workers=CONCURRENCY, thread_name_prefix="midigen")
-EXAMPLES = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", generator.tokenizer)
-AUDIO_OK, AUDIO_MESSAGE = audio_available()
 
-if spaces is not None:
+@dataclass(frozen=True)
+class AppConfig:
+    """How the server runs, from ``MIDIGEN_*`` environment variables (README, "Deploy")."""
 
-    @spaces.GPU(duration=30)
-    def sample(request, seed_midi):
-        return generator.to("cuda").generate(request, seed_midi)
-else:
-    sample = None
+    time_limit_s: float = 30.0
+    concurrency: int = 2
+    queue_size: int = 16
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> AppConfig:
+        return cls(float(env.get("MIDIGEN_TIME_LIMIT", cls.time_limit_s)),
+                   int(env.get("MIDIGEN_CONCURRENCY", cls.concurrency)),
+                   int(env.get("MIDIGEN_QUEUE_SIZE", cls.queue_size)))
+
+
+@dataclass
+class Composer:
+    """What ``build_demo`` needs to answer a click: the studio, where sampling runs, and a worker pool."""
+
+    studio: Studio
+    sample: Callable | None  # sample(request, seed_midi) -> (pieces, notices); None: the studio's CPU generator
+    workers: ThreadPoolExecutor
+    time_limit_s: float
+
+    def compose(self, seed_file, values: dict, progress: Callable[[float, str], None]) -> dict:
+        """The named outputs for one request; any failure becomes a short ``gr.Error``."""
+        try:
+            request = to_request(clean_settings(values))
+            job = self.workers.submit(self.studio.run, seed_file, request, self.sample, progress)
+            result = job.result(timeout=self.time_limit_s)
+        except UserError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        except FutureTimeout:
+            raise gr.Error("This took too long; please try a shorter length.", print_exception=False) from None
+        except Exception:
+            LOG.exception("generation failed")
+            raise gr.Error("Something went wrong while composing; please try again.",
+                           print_exception=False) from None
+        audio = [str(p) for p in result.audio_paths]
+        outputs = {f"audio_{i}": path for i, path in enumerate(audio, start=1)}
+        outputs.update(midi_files=[str(p) for p in result.midi_paths], piano_roll=str(result.pianoroll_path),
+                       summary=result.summary + "".join(f"\n\n{n}" for n in result.notices),
+                       random_seed=result.random_seed)
+        return {name: outputs.get(name) for name in OUTPUT_NAMES}
+
+
+def with_parameters(fn: Callable, names: tuple[str, ...]) -> Callable:
+    """``fn(values: dict, progress)`` as a function of one named parameter per value: Gradio reads the
+    signature for the API's parameter names, and a ``gr.Progress`` default for the progress bar."""
+
+    def call(*args):
+        return fn(dict(zip(names, args[:-1], strict=True)), args[-1])
+
+    parameters = [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in names]
+    parameters.append(inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=gr.Progress()))
+    call.__signature__ = inspect.Signature(parameters)
+    call.__name__, call.__doc__ = fn.__name__, fn.__doc__
+    return call
 
 
 def as_sent(component: gr.components.Component) -> gr.components.Component:
@@ -64,113 +101,157 @@ def as_sent(component: gr.components.Component) -> gr.components.Component:
     return component
 
 
-def generate(seed_file, temperature, top_p, seconds, bpm, program, random_seed, randomize, variations, keep_seed,
-             progress=gr.Progress()):
-    """Compose music, optionally continuing ``seed_file``; returns audio players, MIDI files,
-    the piano roll, a summary and the random seed used."""
-    try:
-        request = clean_settings(temperature, top_p, seconds, bpm, program, random_seed, randomize, variations,
-                                 keep_seed)
-        job = workers.submit(studio.run, seed_file, request, sample, lambda f, m: progress(f, desc=m))
-        result = job.result(timeout=TIME_LIMIT_S)
-    except UserError as error:
-        raise gr.Error(str(error), print_exception=False) from None
-    except FutureTimeout:
-        raise gr.Error("This took too long; please try a shorter length.", print_exception=False) from None
-    except Exception:
-        LOG.exception("generation failed")
-        raise gr.Error("Something went wrong while composing; please try again.", print_exception=False) from None
-    audio = [str(p) for p in result.audio_paths]
-    audio += [None] * (MAX_VARIATIONS - len(audio))
-    summary = result.summary + "".join(f"\n\n{n}" for n in result.notices)
-    midi = [str(p) for p in result.midi_paths]
-    return *audio, midi, str(result.pianoroll_path), summary, result.random_seed
+def widget(spec: Setting) -> gr.components.Component:
+    """The page's widget for one setting."""
+    common = {"label": spec.label, "info": spec.help, "value": spec.default}
+    if spec.widget == "slider":
+        return gr.Slider(spec.low, spec.high, step=spec.step, **common)
+    if spec.widget == "number":
+        return gr.Number(minimum=0 if spec.automatic is not None else spec.low, maximum=spec.high,
+                         precision=0 if spec.kind is int else None, **common)
+    if spec.widget == "dropdown":
+        return gr.Dropdown(spec.choices, **common)
+    if spec.widget == "checkbox":
+        return gr.Checkbox(**common)
+    raise ValueError(f"unknown widget {spec.widget!r} for {spec.name}")
 
 
-def show_players(*audio):
-    """Show one player per variation that has audio (the first always)."""
-    return [gr.Audio(visible=index == 0 or value is not None) for index, value in enumerate(audio)]
-
-
-def remember(history, seed_file, *outputs):
-    """Push this step (seed and outputs) so Back can return to it."""
-    return [*history, {"seed": seed_file, "outputs": list(outputs)}][-20:]
-
-
-def continue_from_last(history):
-    """Use the latest result as the new seed (kept in the output, so the piece grows).
-    With nothing generated yet, Continue simply generates a first piece."""
-    if not history or not history[-1]["outputs"][MAX_VARIATIONS]:
-        gr.Info("Generate something first, then Continue grows it: composing a first piece now.")
-        return gr.skip(), gr.skip()
-    return history[-1]["outputs"][MAX_VARIATIONS][0], True
-
-
-def go_back(history):
-    """Drop the latest step and show the one before it."""
-    if len(history) < 2:
-        gr.Warning("There is no earlier step to go back to.")
-        return [gr.skip()] * (2 + OUTPUT_COUNT)
-    history = history[:-1]
-    outputs = history[-1]["outputs"]
-    return history, history[-1]["seed"], *outputs
-
-
-CSS = """
-#title { text-align: center; margin-bottom: 0; }
-#subtitle { text-align: center; margin-top: 0; color: var(--body-text-color-subdued); }
-"""
-
-with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
-    gr.Markdown("# 🎹 midigen", elem_id="title")
-    gr.Markdown("A small recurrent network writes piano music, from scratch or continuing your MIDI. "
-                "Press **Generate**, listen, download the `.mid`.", elem_id="subtitle")
-    history = gr.State([])
-    with gr.Row(equal_height=False):
-        with gr.Column(scale=1, min_width=300):
-            seed_file = gr.File(label="Seed MIDI (optional)", file_types=[".mid", ".midi"], type="filepath")
-            gr.Examples([[str(p)] for p in EXAMPLES], inputs=[seed_file], label="Example seeds")
-            seconds = as_sent(gr.Slider(*RANGES["seconds"], value=DEFAULTS.seconds, step=1,
-                                        label="Length (seconds)"))
-            temperature = as_sent(gr.Slider(*RANGES["temperature"], value=DEFAULTS.temperature, step=0.05,
-                                            label="Temperature", info="Low: safe and repetitive. High: adventurous."))
-            variations = as_sent(gr.Slider(*RANGES["variations"], value=1, step=1, label="Variations"))
-            with gr.Accordion("Advanced", open=False):
-                top_p = as_sent(gr.Slider(*RANGES["top_p"], value=DEFAULTS.top_p, step=0.01, label="Top-p"))
-                bpm = as_sent(gr.Number(value=0, label="Tempo (BPM, 0 = the seed's or the model's)", minimum=0,
-                                        maximum=RANGES["bpm"][1]))
-                program = as_sent(gr.Dropdown(PROGRAMS, value=0, label="Instrument (General MIDI)"))
-                with gr.Row():
-                    random_seed = as_sent(gr.Number(value=0, precision=0, label="Random seed", minimum=0,
-                                                    maximum=RANGES["random_seed"][1]))
-                    randomize = gr.Checkbox(value=True, label="Randomize")
-                keep_seed = gr.Checkbox(value=True, label="Keep the seed in the output")
+def setting_widgets(specs) -> dict[str, gr.components.Component]:
+    """Widgets for ``specs`` in order, a setting marked ``beside_previous`` in one row with the one before."""
+    widgets, index = {}, 0
+    while index < len(specs):
+        group = [specs[index]]
+        while index + len(group) < len(specs) and specs[index + len(group)].beside_previous:
+            group.append(specs[index + len(group)])
+        if len(group) == 1:
+            widgets[group[0].name] = as_sent(widget(group[0]))
+        else:
             with gr.Row():
-                generate_button = gr.Button("Generate", variant="primary", scale=2)
-                continue_button = gr.Button("Continue", scale=1)
-                back_button = gr.Button("Back", scale=1)
-        with gr.Column(scale=2, min_width=300):
-            notice = "" if AUDIO_OK else f"Audio is unavailable on this server: {AUDIO_MESSAGE}"
-            summary = gr.Markdown(notice, label="Summary")
-            players = [gr.Audio(label=f"Variation {i + 1}", type="filepath", interactive=False, visible=i == 0,
-                                elem_classes="player") for i in range(MAX_VARIATIONS)]
-            gr.Markdown("Piano roll: seed in blue, new notes in orange.")
-            roll = gr.Image(show_label=False, type="filepath", interactive=False, buttons=[], elem_id="piano-roll")
-            midi_files = gr.File(label="Download MIDI", file_count="multiple", interactive=False)
-    inputs = [seed_file, temperature, top_p, seconds, bpm, program, random_seed, randomize, variations, keep_seed]
-    outputs = [*players, midi_files, roll, summary, random_seed]
-    private = {"api_visibility": "private"}
-    generated = generate_button.click(generate, inputs, outputs, api_name="generate")
-    continued = continue_button.click(continue_from_last, [history], [seed_file, keep_seed], **private).success(
-        generate, inputs, outputs, **private)
-    for event in (generated, continued):
-        event.success(show_players, players, players, **private).success(
-            remember, [history, seed_file, *outputs], [history], **private)
-    back_button.click(go_back, [history], [history, seed_file, *outputs], **private).success(
-        show_players, players, players, **private)
+                widgets.update({spec.name: as_sent(widget(spec)) for spec in group})
+        index += len(group)
+    return widgets
 
-demo.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
 
-if __name__ == "__main__":
+def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr.Blocks:
+    """The page and its ``/generate`` API, answering with ``composer``; ``notice`` is shown above the results."""
+    max_variations = composer.studio.limits.max_variations
+
+    def generate(values: dict, progress=None) -> list:
+        """Compose music, optionally continuing a seed MIDI; returns the audio players, the MIDI files,
+        the piano roll, a summary and the random seed used."""
+        seed_file = values.pop(SEED_INPUT)
+        outputs = composer.compose(seed_file, values, lambda fraction, message: progress(fraction, desc=message))
+        return [outputs[name] for name in OUTPUT_NAMES]
+
+    def show_players(*audio):
+        """One player per variation that has audio (the first always)."""
+        return [gr.Audio(visible=index == 0 or value is not None) for index, value in enumerate(audio)]
+
+    def remember(steps, seed_file, *outputs):
+        return history.remember(steps, seed_file, dict(zip(OUTPUT_NAMES, outputs, strict=True)))
+
+    def continue_from_last(steps):
+        """Use the latest result as the new seed, kept in the output so the piece grows."""
+        piece = history.piece_to_continue(steps)
+        if piece is None:
+            gr.Info("Generate something first, then Continue grows it: composing a first piece now.")
+            return gr.skip(), gr.skip()
+        return piece, True
+
+    def go_back(steps):
+        """Drop the latest step and show the one before it."""
+        earlier = history.back(steps)
+        if earlier is None:
+            gr.Warning("There is no earlier step to go back to.")
+            return [gr.skip()] * (2 + len(OUTPUT_NAMES))
+        shown = earlier[-1]
+        return earlier, shown["seed"], *(shown["outputs"][name] for name in OUTPUT_NAMES)
+
+    with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
+        gr.Markdown("# 🎹 midigen", elem_id="title")
+        gr.Markdown("A small recurrent network writes piano music, from scratch or continuing your MIDI. "
+                    "Press **Generate**, listen, download the `.mid`.", elem_id="subtitle")
+        steps = gr.State([])
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                seed_file = gr.File(label="Seed MIDI (optional)", file_types=[".mid", ".midi"], type="filepath")
+                gr.Examples([[str(p)] for p in examples], inputs=[seed_file], label="Example seeds")
+                settings = setting_widgets([s for s in SETTINGS if not s.advanced])
+                with gr.Accordion("Advanced", open=False):
+                    settings.update(setting_widgets([s for s in SETTINGS if s.advanced]))
+                with gr.Row():
+                    generate_button = gr.Button("Generate", variant="primary", scale=2)
+                    continue_button = gr.Button("Continue", scale=1)
+                    back_button = gr.Button("Back", scale=1)
+            with gr.Column(scale=2, min_width=300):
+                summary = gr.Markdown(notice, label="Summary")
+                players = [gr.Audio(label=f"Variation {i + 1}", type="filepath", interactive=False, visible=i == 0,
+                                    elem_classes="player") for i in range(max_variations)]
+                gr.Markdown("Piano roll: seed in blue, new notes in orange.")
+                roll = gr.Image(show_label=False, type="filepath", interactive=False, buttons=[],
+                                elem_id="piano-roll")
+                midi_files = gr.File(label="Download MIDI", file_count="multiple", interactive=False)
+        inputs = [seed_file, *(settings[name] for name in NAMES)]
+        outputs = [*players, midi_files, roll, summary, settings["random_seed"]]
+        api = with_parameters(generate, (SEED_INPUT, *NAMES))
+        private = {"api_visibility": "private"}
+        generated = generate_button.click(api, inputs, outputs, api_name="generate")
+        continued = continue_button.click(continue_from_last, [steps], [seed_file, settings["keep_seed"]],
+                                          **private).success(api, inputs, outputs, **private)
+        for event in (generated, continued):
+            event.success(show_players, players, players, **private).success(
+                remember, [steps, seed_file, *outputs], [steps], **private)
+        back_button.click(go_back, [steps], [steps, seed_file, *outputs], **private).success(
+            show_players, players, players, **private)
+    return demo
+
+
+def gpu_sampler(generator, placement: str) -> tuple[Callable | None, str]:
+    """``sample`` for ``Studio.run`` where ``placement`` says, and a line for the log."""
+    if placement == "cpu":
+        return None, "sampling on the CPU (compiled)"
+    if placement == "cuda":
+        gpu = generator.on("cuda")
+        return (lambda request, seed: (gpu.generate(request, seed), [])), "sampling on the GPU (CUDA)"
+    from midigen.device import ZeroGpuSampler
+
+    try:  # imported before anything touches CUDA, as ZeroGPU requires
+        import spaces
+    except Exception as error:  # off Hugging Face's machines `spaces` refuses ZeroGPU mode at import
+        return None, f"ZeroGPU is set but the spaces package cannot start it ({error}); sampling on the CPU"
+    return ZeroGpuSampler(generator.generate, generator.on("cuda").generate, spaces.GPU), "sampling on ZeroGPU"
+
+
+def main() -> None:
+    """Load the weights, decide where sampling runs, warm up and serve the page."""
+    from midigen.checkpoint import DEFAULT_WEIGHTS, CheckpointError
+    from midigen.device import sampling_placement
+    from midigen.examples import write_examples
+    from midigen.generate import GenerationRequest, Generator
+    from midigen.render import audio_available
+
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("midigen").setLevel(logging.INFO)
+    config = AppConfig.from_env()
+    try:
+        placement = sampling_placement()
+        generator = Generator(os.environ.get("MIDIGEN_WEIGHTS") or DEFAULT_WEIGHTS, device="cpu")
+    except (CheckpointError, ValueError, RuntimeError) as error:
+        sys.exit(f"midigen: cannot start: {error}")
+    sample, where = gpu_sampler(generator, placement)
+    LOG.info(where)
+    generator.generate(GenerationRequest(notes=8, seconds=None, random_seed=0))  # compile before users come
+    # Outputs are written inside Gradio's cache folder, which Gradio serves without copying them again.
+    studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen")
+    composer = Composer(studio, sample, ThreadPoolExecutor(config.concurrency, thread_name_prefix="midigen"),
+                        config.time_limit_s)
+    examples = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", generator.tokenizer)
+    audio_ok, audio_message = audio_available()
+    demo = build_demo(composer, examples, "" if audio_ok else f"Audio is unavailable on this server: {audio_message}")
+    demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     demo.launch(max_file_size="1mb", css=CSS, theme=gr.themes.Soft(),
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))
+
+
+if __name__ == "__main__":
+    main()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .checkpoint import DEFAULT_WEIGHTS
-from .generate import GenerationRequest
-
-DEFAULTS = GenerationRequest()
+from .settings import SETTINGS, defaults, setting, to_request
 
 
 def add_train(commands) -> None:
@@ -58,30 +57,29 @@ def add_generate(commands) -> None:
     p.add_argument("--out", required=True, help="output .mid path (with --variations V: OUT-1.mid ... OUT-V.mid)")
     p.add_argument("--seed-midi", help="MIDI file to continue")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint path without suffix")
-    p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
-    p.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--notes", type=int, help="number of new notes")
-    length.add_argument("--seconds", type=float, help="seconds of new music (default 30)")
-    p.add_argument("--bpm", type=float, help="tempo (default: the seed's, or the model's choice)")
-    p.add_argument("--program", type=int, default=0, help="General MIDI program, 0-127 (0: piano)")
-    p.add_argument("--random-seed", type=int, help="same seed and settings give the same file")
-    p.add_argument("--variations", type=int, default=1)
+    length.add_argument("--notes", type=int, help="number of new notes (instead of --seconds)")
+    for spec in SETTINGS:  # the request's settings, as the page and the API have them
+        if spec.cli:
+            group = length if spec.name == "seconds" else p
+            bound = "" if spec.app_only else f"{spec.range_text}; "
+            shown = "random" if spec.name == "random_seed" else spec.show(spec.default)
+            group.add_argument(spec.cli, dest=spec.name, type=spec.kind,
+                               help=f"{spec.help.rstrip('.')} ({bound}default {shown})")
     p.add_argument("--continuation-only", action="store_true", help="leave the seed out of the output")
     p.add_argument("--audio", help="also render audio to this file (.mp3 or .wav)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
 def run_generate(args) -> None:
-    from .generate import GenerationRequest, Generator
+    from .generate import Generator
     from .midi_io import MidiLimits, load_midi
 
-    request = GenerationRequest(
-        temperature=args.temperature, top_p=args.top_p, notes=args.notes,
-        seconds=None if args.notes is not None else (30.0 if args.seconds is None else args.seconds),
-        bpm=args.bpm, program=args.program,
-        random_seed=args.random_seed, variations=args.variations, continuation_only=args.continuation_only,
-    )
+    given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli and getattr(args, s.name) is not None}
+    values = {**defaults(), **given, "randomize": args.random_seed is None, "keep_seed": not args.continuation_only}
+    request = to_request(values)
+    if args.notes is not None:
+        request = replace(request, notes=args.notes, seconds=None)
     seed = load_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7)) if args.seed_midi else None
     results = Generator(args.weights, args.device).generate(request, seed)
     out = Path(args.out)
@@ -108,8 +106,8 @@ def add_evaluate(commands) -> None:
                    help="use only the files the checkpoint held out from training")
     p.add_argument("--pieces", type=int, default=16, help="pieces to generate")
     p.add_argument("--notes", type=int, default=2000, help="notes per generated piece")
-    p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
-    p.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
+    p.add_argument("--temperature", type=float, default=setting("temperature").default)
+    p.add_argument("--top-p", type=float, default=setting("top_p").default)
     p.add_argument("--random-seed", type=int, default=0)
 
 

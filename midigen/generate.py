@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import secrets
 from dataclasses import dataclass, replace
@@ -10,28 +11,28 @@ from pathlib import Path
 import pretty_midi
 
 from . import checkpoint
+from .device import resolve_device
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
+from .settings import MAX_RANDOM_SEED, check_range, setting
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
-MAX_RANDOM_SEED = 2**31 - 1
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
-GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
 
 
 @dataclass(frozen=True)
 class GenerationRequest:
     """What the user asked for. Length is ``notes`` new notes or ``seconds`` of new music."""
 
-    temperature: float = 0.9  # chosen with `midigen evaluate` (README, "The shipped model")
-    top_p: float = 0.95
+    temperature: float = setting("temperature").default
+    top_p: float = setting("top_p").default
     notes: int | None = None
-    seconds: float | None = 30.0
+    seconds: float | None = setting("seconds").default
     bpm: float | None = None
-    program: int = 0
+    program: int = setting("program").default
     random_seed: int | None = None
-    variations: int = 1
-    continuation_only: bool = False
+    variations: int = setting("variations").default
+    continuation_only: bool = not setting("keep_seed").default
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):
@@ -40,15 +41,10 @@ class GenerationRequest:
             raise ValueError("notes must be at least 1")
         if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
             raise ValueError("seconds must be a positive number")
-        if self.bpm is not None and not (math.isfinite(self.bpm) and 20 <= self.bpm <= 400):
-            raise ValueError("bpm must be between 20 and 400")
-        if not 0 <= self.program <= 127:
-            raise ValueError("program must be a General MIDI program number, 0-127")
-        if self.random_seed is not None and not 0 <= self.random_seed <= MAX_RANDOM_SEED:
-            raise ValueError(f"random seed must be between 0 and {MAX_RANDOM_SEED}")
+        for name in ("temperature", "top_p", "bpm", "program", "random_seed"):
+            check_range(name, getattr(self, name))
         if self.variations < 1:
             raise ValueError("variations must be at least 1")
-        SamplingSettings(self.temperature, self.top_p)
 
 
 @dataclass
@@ -84,12 +80,12 @@ class Generator:
             return NumbaSampler(self.checkpoint, self.tokenizer)
         return TorchSampler(self.checkpoint, self.tokenizer, device)
 
-    def to(self, device: str) -> Generator:
-        """Move sampling to ``device`` ('cpu' or 'cuda'); returns self."""
-        device = resolve_device(device)
-        if device != self.device:
-            self.device, self.sampler = device, self._make_sampler(device)
-        return self
+    def on(self, device: str) -> Generator:
+        """A generator sharing these weights that samples on ``device`` ('cpu' or 'cuda'), checked only
+        when sampling starts (ZeroGPU attaches its GPU for each call). The weights move there once, here."""
+        other = copy.copy(self)
+        other.device, other.sampler = device, self._make_sampler(device)
+        return other
 
     def __repr__(self) -> str:
         return f"Generator({self.checkpoint.model_config}, device={self.device})"
@@ -141,18 +137,3 @@ def shift_to_zero(score: Score) -> Score:
         return score
     first = score.notes[0].start
     return Score([Note(n.pitch, n.start - first, n.duration, n.velocity) for n in score.notes], score.bpm)
-
-
-def resolve_device(name: str) -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'. Torch is imported only to look."""
-    if name not in ("auto", "cpu", "cuda"):
-        raise ValueError("device must be auto, cpu or cuda")
-    if name == "cpu" or (name == "auto" and not any(Path(p).exists() for p in GPU_DRIVER_PATHS)):
-        return "cpu"
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if name == "cuda":
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available")
-    return "cpu"

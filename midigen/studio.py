@@ -1,100 +1,39 @@
 """What the web app does for one click, independent of the UI toolkit.
 
-``clean_settings`` turns whatever arrives from the page or the API into a valid
-``GenerationRequest`` (clamping numbers to the documented ranges, rejecting
-non-numbers); ``Studio.run`` loads the seed safely, samples, writes the MIDI,
-renders audio and draws the piano roll into a fresh per-request folder.
+``Studio.run`` loads the seed safely, samples, writes the MIDI, renders audio and draws the
+piano roll into a fresh per-request folder. (The settings are checked before, in ``settings``.)
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from . import pianoroll
-from .generate import MAX_RANDOM_SEED, Generated, GenerationRequest, Generator
+from .generate import Generated, GenerationRequest, Generator, shift_to_zero
 from .midi_io import MidiLimits, load_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
+from .settings import UserError, setting
 from .tokenizer import Score
-
-
-class UserError(ValueError):
-    """A problem the user can fix; the message is shown as is."""
 
 
 @dataclass(frozen=True)
 class AppLimits:
     """Bounds that protect the public app (the CLI has none of these)."""
 
-    max_seconds: float = 60.0
-    max_variations: int = 4
+    max_seconds: float = setting("seconds").high
+    max_variations: int = setting("variations").high
     max_seed_notes: int = 1000
     max_seed_seconds: float = 90.0
     upload: MidiLimits = field(default_factory=MidiLimits)
     output_max_age_s: float = 900.0
-
-
-RANGES = {
-    "temperature": (0.05, 2.0),
-    "top_p": (0.05, 1.0),
-    "seconds": (1.0, 60.0),
-    "bpm": (40.0, 240.0),
-    "program": (0, 127),
-    "random_seed": (0, MAX_RANDOM_SEED),
-    "variations": (1, 4),
-}
-
-
-def _number(name: str, value, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise UserError(f"{name} must be a number")
-    try:
-        number = float(value)
-    except ValueError:
-        raise UserError(f"{name} must be a number") from None
-    if not math.isfinite(number):
-        raise UserError(f"{name} must be a finite number")
-    if integer and number != int(number):
-        raise UserError(f"{name} must be a whole number")
-    low, high = RANGES[name]
-    number = min(max(number, low), high)
-    return int(number) if integer else number
-
-
-def _flag(name: str, value) -> bool:
-    if isinstance(value, bool):
-        return value
-    if value in ("true", "True", 1):
-        return True
-    if value in ("false", "False", 0, None):
-        return False
-    raise UserError(f"{name} must be true or false")
-
-
-def clean_settings(temperature, top_p, seconds, bpm, program, random_seed, randomize, variations,
-                   keep_seed) -> GenerationRequest:
-    """A valid request from raw values: numbers are clamped to ``RANGES``; a bpm of 0
-    or empty means automatic; non-numbers, NaN and infinities are rejected."""
-    automatic_bpm = bpm is None or bpm == "" or (not isinstance(bpm, bool) and bpm == 0)
-    return GenerationRequest(
-        temperature=_number("temperature", temperature),
-        top_p=_number("top_p", top_p),
-        seconds=_number("seconds", seconds),
-        notes=None,
-        bpm=None if automatic_bpm else _number("bpm", bpm),
-        program=_number("program", program, integer=True),
-        random_seed=None if _flag("randomize", randomize) else _number("random_seed", random_seed, integer=True),
-        variations=_number("variations", variations, integer=True),
-        continuation_only=not _flag("keep_seed", keep_seed),
-    )
 
 
 @dataclass
@@ -134,14 +73,20 @@ class Studio:
 
     def run(self, seed_path, request: GenerationRequest, sample: Callable | None = None,
             progress: Callable[[float, str], None] | None = None) -> StudioResult:
-        """Generate, write and render; ``sample(request, seed_midi)`` defaults to the CPU generator."""
+        """Generate, write and render. ``sample(request, seed_midi) -> (pieces, notices)`` decides where
+        sampling runs (``device.ZeroGpuSampler``); by default this studio's generator samples."""
         progress = progress or (lambda fraction, message: None)
         started = time.perf_counter()
         self.sweep()
         progress(0.05, "Reading the seed")
         seed_midi, notices = self.load_seed(seed_path)
         progress(0.15, "Composing")
-        results: list[Generated] = (sample or self.generator.generate)(request, seed_midi)
+        results: list[Generated]
+        if sample is None:
+            results = self.generator.generate(request, seed_midi)
+        else:
+            results, sample_notices = sample(request, seed_midi)
+            notices += sample_notices
         sampled = time.perf_counter()
         folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.output_root))
         stems = [folder / f"midigen-{result.random_seed}-{index}" for index, result in enumerate(results, start=1)]
@@ -179,10 +124,7 @@ class Studio:
 
     @staticmethod
     def _shown_continuation(result: Generated, request: GenerationRequest) -> Score:
-        if not request.continuation_only or not result.continuation.notes:
-            return result.continuation
-        first = result.continuation.notes[0].start
-        return Score([replace(n, start=n.start - first) for n in result.continuation.notes], result.continuation.bpm)
+        return shift_to_zero(result.continuation) if request.continuation_only else result.continuation
 
     def sweep(self) -> None:
         """Remove request folders older than ``output_max_age_s``."""

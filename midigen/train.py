@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint
+from .device import resolve_device
 from .model import MidiGRU, ModelConfig
 from .tokenizer import Tokenizer, TokenizerConfig
 
@@ -154,15 +155,6 @@ def validation_loss(model: MidiGRU, pieces: list[Piece], device: torch.device) -
     return {"nll_per_token": total / tokens, "nll_per_note": total / max(notes, 1), "tokens": tokens, "notes": notes}
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' takes CUDA when available; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda was asked for but no CUDA GPU is available")
-    return torch.device(name)
-
-
 def data_description(folder: Path, train: list[Piece], valid: list[Piece]) -> dict:
     names = sorted(p.name for p in train + valid)
     return {
@@ -228,7 +220,7 @@ def train(
     data, out = Path(data), Path(out)
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
-    dev = pick_device(device)
+    dev = torch.device(resolve_device(device))
     tokenizer = Tokenizer(tokenizer_config or TokenizerConfig())
     pieces = load_pieces(midi_files(data), tokenizer, data)
     if not pieces:

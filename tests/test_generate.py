@@ -12,6 +12,7 @@ from midigen_testkit import SHIPPED_WEIGHTS, quantized_velocity, run_cli, write_
 from midigen import cli
 from midigen.generate import MAX_RANDOM_SEED, GenerationRequest, shift_to_zero
 from midigen.midi_io import load_midi
+from midigen.settings import SETTINGS
 from midigen.stats import piece_statistics
 from midigen.tokenizer import Note, Score, Tokenizer
 
@@ -171,8 +172,8 @@ def test_zero_notes_error_names_the_problem(tmp_path, capsys):
 
 @pytest.mark.parametrize("fields", [
     {"notes": 10, "seconds": 10.0}, {"notes": None, "seconds": None}, {"notes": 0, "seconds": None},
-    {"seconds": 0.0}, {"seconds": -1.0}, {"seconds": math.nan}, {"seconds": math.inf}, {"bpm": 19.9},
-    {"bpm": 400.1}, {"bpm": math.nan}, {"program": -1}, {"program": 128}, {"random_seed": -1},
+    {"seconds": 0.0}, {"seconds": -1.0}, {"seconds": math.nan}, {"seconds": math.inf}, {"bpm": 39.9},
+    {"bpm": 240.1}, {"bpm": math.nan}, {"program": -1}, {"program": 128}, {"random_seed": -1},
     {"random_seed": MAX_RANDOM_SEED + 1}, {"variations": 0}, {"temperature": 0.0}, {"temperature": math.inf},
     {"top_p": 0.0}, {"top_p": 1.01},
 ])
@@ -181,9 +182,23 @@ def test_generation_request_validation(fields):
         GenerationRequest(**fields)
 
 
-def test_generation_request_accepts_edges():
-    GenerationRequest(notes=1, seconds=None, bpm=20, program=127, random_seed=MAX_RANDOM_SEED, top_p=1.0)
-    GenerationRequest(seconds=0.01, bpm=400, random_seed=0, temperature=1e-3)
+BOUNDED = [s for s in SETTINGS if s.low is not None and not s.app_only]
+
+
+@pytest.mark.parametrize("spec", BOUNDED, ids=lambda s: s.name)
+def test_generation_request_takes_each_settings_range(spec):
+    """The request accepts the edges of the range declared in ``settings`` and refuses just outside it."""
+    GenerationRequest(**{spec.name: spec.low})
+    GenerationRequest(**{spec.name: spec.high})
+    step = 1 if spec.kind is int else 0.01
+    for outside in (spec.low - step, spec.high + step):
+        with pytest.raises(ValueError, match=spec.name):
+            GenerationRequest(**{spec.name: outside})
+
+
+def test_generation_request_accepts_long_requests_outside_the_apps_caps():
+    request = GenerationRequest(seconds=600.0, variations=16)
+    assert (request.seconds, request.variations) == (600.0, 16)
 
 
 def test_generator_notes_variations_and_reproducibility(shipped_generator):

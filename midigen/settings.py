@@ -1,0 +1,174 @@
+"""The settings of one request, declared once.
+
+``SETTINGS`` lists every field a user sets: name, type, range, default, label, help text and widget.
+The page's widgets, the ``/generate`` API's parameter names and order, the validator
+(``clean_settings``), the command line's ``generate`` flags and the README's settings table are all
+derived from it. Adding a control means one entry here plus the code that uses its value
+(``to_request``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pretty_midi
+
+MAX_RANDOM_SEED = 2**31 - 1
+
+
+class UserError(ValueError):
+    """A problem the user can fix; the message is shown as is."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of a request.
+
+    ``kind`` is float, int or bool. ``low``/``high`` bound numbers: the page and API clamp to them;
+    with ``app_only`` the command line has no bound (its caps protect the public page only).
+    ``automatic`` is the number that means "choose for me" (sent as 0 or left empty).
+    ``widget`` is slider, number, dropdown (with ``choices``, (label, value) pairs) or checkbox;
+    ``advanced`` puts it under "Advanced"; ``beside_previous`` puts it in one row with the setting
+    before it. ``cli`` is its command-line flag, or "" when the command line has none (there, no
+    ``--random-seed`` means randomize, and ``--continuation-only`` means keep_seed off).
+    """
+
+    name: str
+    kind: type
+    default: float | int | bool
+    label: str
+    help: str
+    widget: str
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    automatic: float | None = None
+    app_only: bool = False
+    advanced: bool = False
+    beside_previous: bool = False
+    choices: tuple[tuple[str, int], ...] = ()
+    cli: str = ""
+
+    def show(self, value) -> str:
+        """``value`` as the README writes it."""
+        if self.kind is bool:
+            return str(value).lower()
+        return f"{value:g}" if self.kind is float else str(int(value))
+
+    @property
+    def range_text(self) -> str:
+        if self.kind is bool:
+            return "true / false"
+        text = f"{self.show(self.low)}-{self.show(self.high)}"
+        return text if self.automatic is None else f"{self.show(self.automatic)} = automatic, else {text}"
+
+
+GM_PROGRAMS = tuple((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128))
+SETTINGS: tuple[Setting, ...] = (
+    Setting("temperature", float, 0.9, "Temperature", "Low: safe and repetitive. High: adventurous.", "slider",
+            0.05, 2.0, 0.05, cli="--temperature"),
+    Setting("top_p", float, 0.95, "Top-p",
+            "Nucleus sampling: keep the most likely choices whose probability adds up to p (1 = plain sampling).",
+            "slider", 0.05, 1.0, 0.01, advanced=True, cli="--top-p"),
+    Setting("seconds", float, 30.0, "Length (seconds)", "Seconds of new music.", "slider", 1.0, 60.0, 1.0,
+            app_only=True, cli="--seconds"),
+    Setting("bpm", float, 0.0, "Tempo (BPM, 0 = the seed's or the model's)",
+            "Beats per minute; 0 keeps the seed's tempo, or lets the model choose one.", "number", 40.0, 240.0,
+            automatic=0.0, advanced=True, cli="--bpm"),
+    Setting("program", int, 0, "Instrument (General MIDI)", "General MIDI program of the new music.", "dropdown",
+            0, 127, advanced=True, cli="--program", choices=GM_PROGRAMS),
+    Setting("random_seed", int, 0, "Random seed", "The same settings and random seed give the same music.",
+            "number", 0, MAX_RANDOM_SEED, advanced=True, cli="--random-seed"),
+    Setting("randomize", bool, True, "Randomize", "Ignore the random seed and draw a new one (always shown).",
+            "checkbox", advanced=True, beside_previous=True),
+    Setting("variations", int, 1, "Variations", "Pieces sampled together, one player each.", "slider", 1, 4, 1,
+            app_only=True, cli="--variations"),
+    Setting("keep_seed", bool, True, "Keep the seed in the output", "Off: the output holds only the new music.",
+            "checkbox", advanced=True),
+)
+BY_NAME = {setting.name: setting for setting in SETTINGS}
+NAMES = tuple(BY_NAME)
+
+
+def setting(name: str) -> Setting:
+    return BY_NAME[name]
+
+
+def defaults() -> dict[str, float | int | bool]:
+    return {s.name: s.default for s in SETTINGS}
+
+
+def clean_number(spec: Setting, value) -> float | int | None:
+    """``value`` as a number inside the setting's range (clamped); None for "automatic"."""
+    if spec.automatic is not None and (value is None or value == "" or
+                                       (not isinstance(value, bool) and value == spec.automatic)):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise UserError(f"{spec.name} must be a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise UserError(f"{spec.name} must be a number") from None
+    if not math.isfinite(number):
+        raise UserError(f"{spec.name} must be a finite number")
+    if spec.kind is int and number != int(number):
+        raise UserError(f"{spec.name} must be a whole number")
+    number = min(max(number, spec.low), spec.high)
+    return int(number) if spec.kind is int else number
+
+
+def clean_flag(spec: Setting, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "True", 1):
+        return True
+    if value in ("false", "False", 0, None):
+        return False
+    raise UserError(f"{spec.name} must be true or false")
+
+
+def clean_settings(values: dict) -> dict:
+    """Every setting from raw ``values`` (missing ones take their default): numbers clamped to their
+    range, automatic values as None; non-numbers, NaN and infinities raise ``UserError``."""
+    cleaned = {}
+    for spec in SETTINGS:
+        value = values.get(spec.name, spec.default)
+        cleaned[spec.name] = clean_flag(spec, value) if spec.kind is bool else clean_number(spec, value)
+    return cleaned
+
+
+def check_range(name: str, value: float | None) -> None:
+    """Raise ``ValueError`` when ``value`` lies outside the range of setting ``name`` (None passes).
+    Used where values are not clamped: the command line and ``GenerationRequest``."""
+    spec = BY_NAME[name]
+    if value is None or spec.app_only:
+        return
+    if not (math.isfinite(value) and spec.low <= value <= spec.high):
+        raise ValueError(f"{name} must be between {spec.show(spec.low)} and {spec.show(spec.high)}")
+
+
+def to_request(cleaned: dict):
+    """The ``GenerationRequest`` for settings from ``clean_settings`` (length in seconds)."""
+    from .generate import GenerationRequest
+
+    return GenerationRequest(
+        temperature=cleaned["temperature"],
+        top_p=cleaned["top_p"],
+        seconds=cleaned["seconds"],
+        notes=None,
+        bpm=cleaned["bpm"] or None,  # 0 or None: the seed's tempo, or the model's choice
+        program=cleaned["program"],
+        random_seed=None if cleaned["randomize"] else cleaned["random_seed"],
+        variations=cleaned["variations"],
+        continuation_only=not cleaned["keep_seed"],
+    )
+
+
+def markdown_table() -> str:
+    """The README's table of settings, in API order."""
+    rows = ["| API name | on the page | range | default | what it does |", "| --- | --- | --- | --- | --- |"]
+    for spec in SETTINGS:
+        place = f"Advanced → {spec.label}" if spec.advanced else spec.label
+        rows.append(f"| `{spec.name}` | {place} | {spec.range_text} | {spec.show(spec.default)} | {spec.help} |")
+    return "\n".join(rows)
