@@ -217,9 +217,11 @@ def gpu_sampler(generator, placement: str) -> tuple[Callable | None, str]:
 
     try:  # imported before anything touches CUDA, as ZeroGPU requires
         import spaces
+
+        gpu = generator.on("cuda")  # on ZeroGPU the weights move once, here; each call then borrows a GPU
     except Exception as error:  # off Hugging Face's machines `spaces` refuses ZeroGPU mode at import
-        return None, f"ZeroGPU is set but the spaces package cannot start it ({error}); sampling on the CPU"
-    return ZeroGpuSampler(generator.generate, generator.on("cuda").generate, spaces.GPU), "sampling on ZeroGPU"
+        return None, f"ZeroGPU is set but cannot be used here ({error}); sampling on the CPU"
+    return ZeroGpuSampler(generator.generate, gpu.generate, spaces.GPU), "sampling on ZeroGPU"
 
 
 def main() -> None:
@@ -240,7 +242,10 @@ def main() -> None:
         sys.exit(f"midigen: cannot start: {error}")
     sample, where = gpu_sampler(generator, placement)
     LOG.info(where)
-    generator.generate(GenerationRequest(notes=8, seconds=None, random_seed=0))  # compile before users come
+    warm_up = GenerationRequest(notes=8, seconds=None, random_seed=0)
+    generator.generate(warm_up)  # compiles the CPU sampler before users come (cached on disk after the first start)
+    if placement == "cuda" and sample is not None:
+        sample(warm_up, None)
     # Outputs are written inside Gradio's cache folder, which Gradio serves without copying them again.
     studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen")
     composer = Composer(studio, sample, ThreadPoolExecutor(config.concurrency, thread_name_prefix="midigen"),

@@ -16,9 +16,7 @@ import os
 import platform
 import re
 import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +36,10 @@ from PIL import Image
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "app")]  # the package, and the launcher the app tests use
+
+from app_server import running_app  # noqa: E402
+from app_testkit import call_generate  # noqa: E402
 
 from midigen import checkpoint, pianoroll  # noqa: E402
 from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # noqa: E402
@@ -50,8 +51,7 @@ from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
 from midigen.train import TrainConfig, train_step  # noqa: E402
 
 MB = 1e6
-MAX_VARIATIONS = AppLimits().max_variations  # /generate returns this many audio slots, then MIDI, roll, summary
-API_ARGS = (None, 1.0, 0.95, 30, 0, 0, 0, True, 1, True)  # /generate: no seed file, 30 s, random seed, 1 variation
+MAX_VARIATIONS = AppLimits().max_variations
 
 
 @dataclass
@@ -266,36 +266,6 @@ def rendering(generator: Generator, quick: bool) -> list[Row]:
 # -- 4. the web app end to end -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(weights: Path) -> tuple[subprocess.Popen, str, float]:
-    """Start app.py; returns the process, its URL and the seconds until it answered HTTP."""
-    import httpx
-
-    port = free_port()
-    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "MIDIGEN_WEIGHTS": str(weights)}
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
-    while time.perf_counter() - started < 120:
-        if process.poll() is not None:
-            raise RuntimeError(f"app.py exited with status {process.returncode}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return process, url, time.perf_counter() - started
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("app.py did not answer within 120 s")
-
-
 def timed_requests(url: str, count: int) -> list[tuple[float, int, float]]:
     """(seconds, audio bytes, seconds outside the pipeline) of ``count`` /generate calls from one client.
 
@@ -309,10 +279,10 @@ def timed_requests(url: str, count: int) -> list[tuple[float, int, float]]:
     out = []
     for _ in range(count):
         started = time.perf_counter()
-        result = client.predict(*API_ARGS, api_name="/generate")
+        result = call_generate(client, seconds=30, randomize=True)
         seconds = time.perf_counter() - started
-        ready = re.search(r"ready in ([0-9.]+) s", result[MAX_VARIATIONS + 2])
-        out.append((seconds, os.path.getsize(result[0]), seconds - float(ready[1]) if ready else math.nan))
+        ready = re.search(r"ready in ([0-9.]+) s", result["summary"])
+        out.append((seconds, os.path.getsize(result["audio_1"]), seconds - float(ready[1]) if ready else math.nan))
     return out
 
 
@@ -320,16 +290,13 @@ def end_to_end(weights: Path, quick: bool) -> list[Row]:
     """Cold start, then warm latency (1 and 4 clients), time outside the pipeline, payload, memory."""
     if quick:
         return [Row("app", "web app end to end", "skipped in --quick (starts a server)")]
-    process, url, cold = start_app(weights)
-    try:
-        with PeakRSS(process.pid) as rss:
+    with tempfile.TemporaryDirectory() as folder, running_app(Path(folder), {"MIDIGEN_WEIGHTS": str(weights)}) as app:
+        url, cold = app.url, app.ready_after_s
+        with PeakRSS(app.pid) as rss:
             timed_requests(url, 2)  # warm the server
             single = timed_requests(url, 5)
             with ThreadPoolExecutor(4) as pool:
                 runs = [r for batch in pool.map(lambda _: timed_requests(url, 5), range(4)) for r in batch]
-    finally:
-        process.terminate()
-        process.wait(30)
     latency = [r[0] for r in runs]
     return [
         Row("app", "cold start (process start to first HTTP 200)", cold, "s", "<= 6"),

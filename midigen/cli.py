@@ -71,15 +71,19 @@ def add_generate(commands) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
+def request_from_args(args):
+    """The ``GenerationRequest`` of ``generate``'s flags: the settings' defaults, no caps on length."""
+    given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli and getattr(args, s.name) is not None}
+    values = {**defaults(), **given, "randomize": args.random_seed is None, "keep_seed": not args.continuation_only}
+    request = to_request(values)
+    return request if args.notes is None else replace(request, notes=args.notes, seconds=None)
+
+
 def run_generate(args) -> None:
     from .generate import Generator
     from .midi_io import MidiLimits, load_midi
 
-    given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli and getattr(args, s.name) is not None}
-    values = {**defaults(), **given, "randomize": args.random_seed is None, "keep_seed": not args.continuation_only}
-    request = to_request(values)
-    if args.notes is not None:
-        request = replace(request, notes=args.notes, seconds=None)
+    request = request_from_args(args)
     seed = load_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7)) if args.seed_midi else None
     results = Generator(args.weights, args.device).generate(request, seed)
     out = Path(args.out)

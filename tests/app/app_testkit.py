@@ -19,6 +19,10 @@ import httpx
 import numpy as np
 import pretty_midi
 import soundfile as sf
+from gradio_client import handle_file
+
+from app import OUTPUT_NAMES, SEED_INPUT
+from midigen.settings import NAMES, defaults
 
 TAIL_SECONDS = 1.0  # midigen.render.TAIL_SECONDS: audio rings on this long after the last note
 AUDIO_SLACK_SECONDS = 1.5
@@ -50,6 +54,31 @@ _CLASS_NAME = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:Error|Exception)\b")
 _OPAQUE = ("Traceback", "upstream Gradio app has raised an exception", 'File "', "line ")
 
 SCALE = (60, 62, 64, 65, 67, 69, 71, 72)
+
+
+# -- calling /generate by name ---------------------------------------------------------------
+# Settings the tests send unless they say otherwise: the app's defaults, a fixed random seed, 8 s.
+TEST_SETTINGS = {**defaults(), "temperature": 1.0, "seconds": 8, "random_seed": 1234, "randomize": False}
+
+
+def call_generate(client, seed=None, **settings) -> dict:
+    """``/generate`` through gradio_client with keyword arguments; the outputs by name (``app.OUTPUT_NAMES``)."""
+    unknown = set(settings) - set(NAMES)
+    assert not unknown, f"not settings: {unknown}"
+    upload = handle_file(str(seed)) if seed is not None else None
+    result = client.predict(**{SEED_INPUT: upload}, **{**TEST_SETTINGS, **settings}, api_name="/generate")
+    return dict(zip(OUTPUT_NAMES, result, strict=True))
+
+
+def api_values(seed=None, **settings) -> list:
+    """The positional ``data`` list of Gradio's plain HTTP API, in the API's parameter order."""
+    values = {**TEST_SETTINGS, **settings}
+    return [seed, *(values[name] for name in NAMES)]
+
+
+def named(data: list) -> dict:
+    """Outputs of a plain HTTP API result, by name."""
+    return dict(zip(OUTPUT_NAMES, data, strict=True))
 
 
 # -- seed files -------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -12,41 +13,37 @@ import pytest
 from app_testkit import (
     MAX_RANDOM_SEED,
     MAX_SECONDS,
-    MAX_VARIATIONS,
     TAIL_SECONDS,
+    api_values,
     assert_clear_message,
     audio_facts,
     check_audio_matches_midi,
-    clear_message_problem,
     find_note,
     is_png,
     midi_facts,
+    named,
     raw_generate,
     same_note,
     summary_counts,
 )
-from gradio_client import handle_file
+from app_testkit import call_generate as generate
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from app import OUTPUT_NAMES
+from midigen.settings import setting
+
 pytestmark = pytest.mark.timeout(180)
 
-AUDIO, MIDI, ROLL, SUMMARY, SEED = slice(0, MAX_VARIATIONS), MAX_VARIATIONS, 5, 6, 7
-DEFAULTS = dict(temperature=1.0, top_p=0.95, seconds=8, bpm=0, program=0, random_seed=1234, randomize=False,
-                variations=1, keep_seed=True)
-ORDER = ("temperature", "top_p", "seconds", "bpm", "program", "random_seed", "randomize", "variations", "keep_seed")
+MAX_VARIATIONS = setting("variations").high
+AUDIO = [f"audio_{i}" for i in range(1, MAX_VARIATIONS + 1)]
+MIDI, ROLL, SUMMARY, SEED = "midi_files", "piano_roll", "summary", "random_seed"
 
 
-def generate(client, seed=None, **settings):
-    values = {**DEFAULTS, **settings}
-    upload = handle_file(str(seed)) if seed is not None else None
-    return client.predict(upload, *(values[name] for name in ORDER), api_name="/generate")
-
-
-def check_result(result, variations: int) -> None:
+def check_result(result: dict, variations: int) -> None:
     """Shape and files of a successful result: players, MIDI files, piano roll, summary, seed."""
-    assert len(result) == 8, result
-    audio, midi = result[AUDIO], result[MIDI]
+    assert list(result) == list(OUTPUT_NAMES), result
+    audio, midi = [result[name] for name in AUDIO], result[MIDI]
     assert all(audio[:variations]), audio
     assert all(a is None for a in audio[variations:]), audio
     assert len(midi) == variations, midi
@@ -122,7 +119,7 @@ def test_keep_seed_false_leaves_the_seed_out(seeded, seed_files):
 def test_three_variations(app_client):
     result = generate(app_client, seconds=6, variations=3, random_seed=99)
     check_result(result, variations=3)
-    assert result[AUDIO][3] is None
+    assert result["audio_4"] is None
     contents = {Path(p).read_bytes() for p in result[MIDI]}
     assert len(contents) > 1, "all variations are identical"
 
@@ -155,7 +152,7 @@ def test_piano_roll_is_a_png(from_scratch):
 def test_audio_payload_is_at_most_1_mb_per_30_s(app_client):
     result = generate(app_client, seconds=30, variations=1, random_seed=31)
     check_result(result, variations=1)
-    audio = audio_facts(result[AUDIO][0])
+    audio = audio_facts(result["audio_1"])
     assert audio.seconds >= 25, audio
     assert audio.size <= 1_000_000 * audio.seconds / 30, f"{audio.size} bytes for {audio.seconds:.1f} s"
 
@@ -163,10 +160,11 @@ def test_audio_payload_is_at_most_1_mb_per_30_s(app_client):
 def test_outputs_are_written_once_inside_gradios_cache(midigen_app):
     """The server writes each output once, into a per-request folder inside GRADIO_TEMP_DIR, and serves
     that file itself (no second copy in Gradio's cache)."""
-    result = raw_generate(midigen_app.url, [None, 1.0, 0.95, 3, 0, 0, 8, False, 1, True])
+    result = raw_generate(midigen_app.url, api_values(seconds=3, random_seed=8))
     assert result.kind == "complete", result
-    paths = [v["path"] for v in result.data[:MAX_VARIATIONS] if v] + [v["path"] for v in result.data[MIDI]]
-    paths.append(result.data[ROLL]["path"])
+    outputs = named(result.data)
+    paths = [outputs[name]["path"] for name in AUDIO if outputs[name]] + [v["path"] for v in outputs[MIDI]]
+    paths.append(outputs[ROLL]["path"])
     outputs = (midigen_app.temp_dir / "gradio" / "midigen").resolve()
     folders = {Path(path).resolve().parent for path in paths}
     assert len(folders) == 1, folders
@@ -220,7 +218,7 @@ def test_seed_path_outside_the_uploads_is_refused(midigen_app, check_healthy, pa
     if path == "app.py":
         path = str(Path(__file__).resolve().parents[2] / "app.py")
     seed = {"path": path, "orig_name": "x.mid", "meta": {"_type": "gradio.FileData"}}
-    result = raw_generate(midigen_app.url, [seed, 1.0, 0.95, 3, 0, 0, 1, False, 1, True])
+    result = raw_generate(midigen_app.url, api_values(seed, seconds=3, random_seed=1))
     assert result.kind in ("error", "http"), result
     assert "root:" not in str(result.data) and "gradio" not in str(result.message or "").lower()
     check_healthy()
@@ -228,22 +226,51 @@ def test_seed_path_outside_the_uploads_is_refused(midigen_app, check_healthy, pa
 
 # -- API abuse -------------------------------------------------------------------------------
 NAN, INF = float("nan"), float("inf")
-# (setting, value, longest acceptable message). Values the app must refuse clearly or clamp.
+
+
+@dataclass(frozen=True)
+class Refused:
+    message: str  # the whole message the user reads
+
+
+@dataclass(frozen=True)
+class Clamped:
+    to: object  # the request behaves exactly as if this value had been sent
+
+
+def number(name):
+    return Refused(f"{name} must be a number")
+
+
+def finite(name):
+    return Refused(f"{name} must be a finite number")
+
+
+def whole(name):
+    return Refused(f"{name} must be a whole number")
+
+
 ABUSE = [
-    ("temperature", "abc", 200), ("temperature", None, 200), ("temperature", -5, 200),
-    ("temperature", 1e9, 200), ("temperature", NAN, 200), ("temperature", INF, 200), ("temperature", True, 200),
-    ("top_p", "abc", 200), ("top_p", None, 200), ("top_p", -5, 200), ("top_p", NAN, 200),
-    ("seconds", "abc", 200), ("seconds", None, 200), ("seconds", -5, 200), ("seconds", 1e9, 200),
-    ("seconds", NAN, 200), ("seconds", -INF, 200),
-    ("bpm", "abc", 200), ("bpm", -5, 200), ("bpm", 1e9, 200), ("bpm", NAN, 200), ("bpm", INF, 200),
-    ("bpm", 10, 200), ("bpm", None, 200),
-    ("program", "abc", 200), ("program", None, 200), ("program", -5, 200), ("program", 999, 200),
-    ("program", 5.5, 200),
-    ("random_seed", "abc", 200), ("random_seed", None, 200), ("random_seed", -5, 200),
-    ("random_seed", 1e18, 200), ("random_seed", NAN, 200), ("random_seed", 1.5, 200),
-    ("variations", "abc", 200), ("variations", None, 200), ("variations", -5, 200), ("variations", 99, 200),
-    ("variations", 2.5, 200), ("variations", NAN, 200),
-    ("randomize", "abc", 200), ("keep_seed", 5, 200),
+    ("temperature", "abc", number("temperature")), ("temperature", None, number("temperature")),
+    ("temperature", True, number("temperature")), ("temperature", -5, Clamped(0.05)),
+    ("temperature", 1e9, Clamped(2.0)),
+    ("temperature", NAN, finite("temperature")), ("temperature", INF, finite("temperature")),
+    ("top_p", "abc", number("top_p")), ("top_p", None, number("top_p")), ("top_p", -5, Clamped(0.05)),
+    ("top_p", NAN, finite("top_p")),
+    ("seconds", "abc", number("seconds")), ("seconds", None, number("seconds")), ("seconds", -5, Clamped(1)),
+    ("seconds", 1e9, Clamped(60)), ("seconds", NAN, finite("seconds")), ("seconds", -INF, finite("seconds")),
+    ("bpm", "abc", number("bpm")), ("bpm", -5, Clamped(40)), ("bpm", 10, Clamped(40)), ("bpm", 1e9, Clamped(240)),
+    ("bpm", NAN, finite("bpm")), ("bpm", INF, finite("bpm")), ("bpm", None, Clamped(0)),
+    ("program", "abc", number("program")), ("program", None, number("program")), ("program", -5, Clamped(0)),
+    ("program", 999, Clamped(127)), ("program", 5.5, whole("program")),
+    ("random_seed", "abc", number("random_seed")), ("random_seed", None, number("random_seed")),
+    ("random_seed", -5, Clamped(0)), ("random_seed", 1e18, Clamped(MAX_RANDOM_SEED)),
+    ("random_seed", NAN, finite("random_seed")), ("random_seed", 1.5, whole("random_seed")),
+    ("variations", "abc", number("variations")), ("variations", None, number("variations")),
+    ("variations", -5, Clamped(1)), ("variations", 99, Clamped(MAX_VARIATIONS)),
+    ("variations", 2.5, whole("variations")), ("variations", NAN, finite("variations")),
+    ("randomize", "abc", Refused("randomize must be true or false")),
+    ("keep_seed", 5, Refused("keep_seed must be true or false")),
 ]
 
 
@@ -252,35 +279,37 @@ def _abuse_id(case) -> str:
     return f"{name}={value!r}"
 
 
+def send(midigen_app, app_client, **settings) -> tuple[dict | None, str | None]:
+    """(outputs, None) or (None, the error message); NaN and infinities go through the plain HTTP API,
+    since gradio_client cannot send them (strict JSON)."""
+    if any(isinstance(v, float) and not math.isfinite(v) for v in settings.values()):
+        raw = raw_generate(midigen_app.url, api_values(**settings))
+        if raw.kind != "complete":
+            return None, raw.message
+        outputs = named(raw.data)
+        outputs[MIDI] = [f["path"] for f in outputs[MIDI]]
+        return outputs, None
+    try:
+        return generate(app_client, **settings), None
+    except AppError as error:
+        return None, str(error)
+
+
 @pytest.mark.parametrize("case", ABUSE, ids=_abuse_id)
 def test_bad_setting_is_refused_clearly_or_clamped(midigen_app, app_client, case):
-    name, value, max_length = case
-    values = {**DEFAULTS, "seconds": 4, "random_seed": 1, name: value}
-    if isinstance(value, float) and not math.isfinite(value):
-        # gradio_client cannot send NaN or infinities (strict JSON): use the HTTP API.
-        raw = raw_generate(midigen_app.url, [None, *(values[n] for n in ORDER)])
-        ok, message = raw.kind == "complete", raw.message
-        midi_paths = [f["path"] for f in raw.data[MIDI]] if ok else []
-        summary = raw.data[SUMMARY] if ok else ""
-    else:
-        try:
-            result = app_client.predict(None, *(values[n] for n in ORDER), api_name="/generate")
-            ok, message, midi_paths, summary = True, None, result[MIDI], result[SUMMARY]
-        except AppError as error:
-            ok, message = False, str(error)
-    if not ok:
-        problem = clear_message_problem(message, max_length)
-        assert problem is None, f"{name}={value!r}: {problem}"
+    name, value, expected = case
+    base = {"seconds": 4, "random_seed": 1}
+    outputs, message = send(midigen_app, app_client, **{**base, name: value})
+    if isinstance(expected, Refused):
+        assert outputs is None, f"{name}={value!r} was accepted"
+        assert_clear_message(message)
+        assert message == expected.message
         return
-    # Accepted: the value must have been clamped into the documented range (studio.RANGES).
-    assert 1 <= len(midi_paths) <= MAX_VARIATIONS
-    for path in midi_paths:
-        facts = midi_facts(path)
-        assert facts.end_time <= MAX_SECONDS + 5, facts.end_time
-        assert 40 <= facts.tempo <= 240, facts.tempo
-        assert all(0 <= program <= 127 for program in facts.programs)
-    if name == "bpm" and value not in (None, 0):
-        assert "at 40 BPM" in summary or "at 240 BPM" in summary, summary
+    assert message is None, f"{name}={value!r} was refused: {message}"
+    same, _ = send(midigen_app, app_client, **{**base, name: expected.to})
+    assert [Path(p).read_bytes() for p in outputs[MIDI]] == [Path(p).read_bytes() for p in same[MIDI]], (
+        f"{name}={value!r} did not behave like {name}={expected.to!r}")
+    assert outputs[SUMMARY].split(" Composed in")[0] == same[SUMMARY].split(" Composed in")[0]
 
 
 def test_tiny_bpm_is_clamped_to_40(app_client):
@@ -294,7 +323,7 @@ def test_longest_request_is_capped_at_60_seconds(app_client):
     result = generate(app_client, seconds=60, variations=1, random_seed=3)
     facts = midi_facts(result[MIDI][0])
     assert 50 <= facts.end_time <= MAX_SECONDS + 5, facts.end_time
-    assert audio_facts(result[AUDIO][0]).seconds <= MAX_SECONDS + 5 + TAIL_SECONDS + 1
+    assert audio_facts(result["audio_1"]).seconds <= MAX_SECONDS + 5 + TAIL_SECONDS + 1
 
 
 def test_server_survives_the_abuse(midigen_app, check_healthy):

@@ -124,10 +124,16 @@ def wait_for_audio(page, previous_src: str | None = None) -> dict:
     return page.wait_for_function(LOADED_AUDIO, arg=previous_src, timeout=TIMEOUT_MS).json_value()
 
 
+def toasts_settled(page) -> None:
+    """Every toast has slid in: its box stays the same for two animation frames (Playwright's "stable")."""
+    for handle in page.get_by_test_id("toast-body").element_handles():
+        handle.wait_for_element_state("stable", timeout=TIMEOUT_MS)
+
+
 def settle(page) -> None:
     """Before a screenshot: the waveform is drawn (its duration shown) and toasts have slid in."""
     page.wait_for_function(PLAYER_DRAWN, timeout=TIMEOUT_MS)
-    page.wait_for_timeout(500)
+    toasts_settled(page)
 
 
 def midi_links(page):
@@ -213,7 +219,7 @@ def test_bad_upload_shows_the_error_on_the_page(page, seed_files, screenshot):
     message.first.wait_for()
     text = message.first.inner_text()
     assert "Traceback" not in text and "Error:" not in text, text
-    page.wait_for_timeout(500)  # let the toast slide in
+    toasts_settled(page)
     screenshot(page, "bad-upload")
     assert "Traceback" not in page.locator("body").inner_text()
 
@@ -259,7 +265,7 @@ def test_back_without_history_leaves_the_result_visible(page, screenshot):
     wait_for_audio(page)
     click(page, "Back")
     toast(page, "There is no earlier step to go back to.").first.wait_for()
-    page.wait_for_timeout(500)
+    toasts_settled(page)
     screenshot(page, "back-without-history")
     badges = page.locator("[data-testid='status-tracker'] .error")
     visible = [badges.nth(i) for i in range(badges.count()) if badges.nth(i).is_visible()]

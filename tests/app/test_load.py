@@ -19,9 +19,21 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from app_testkit import CLIENT_QUEUE_FULL, SERVER_QUEUE_FULL, dir_size, midi_facts, raw_generate, read_event
+from app_testkit import (
+    CLIENT_QUEUE_FULL,
+    SERVER_QUEUE_FULL,
+    TEST_SETTINGS,
+    api_values,
+    call_generate,
+    dir_size,
+    midi_facts,
+    raw_generate,
+    read_event,
+)
 from gradio_client import Client
 from gradio_client.utils import QueueError
+
+from app import SEED_INPUT
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -32,8 +44,8 @@ MAX_TEMP_GROWTH_MB = 50
 MB = 2**20
 
 
-def _settings(seconds, random_seed, randomize=False, variations=1):
-    return (1.0, 0.95, seconds, 0, 0, random_seed, randomize, variations, True)
+def _settings(seconds, random_seed, randomize=False) -> dict:
+    return {"seconds": seconds, "random_seed": random_seed, "randomize": randomize}
 
 
 def test_gradio_busy_messages_are_the_ones_asserted_on():
@@ -59,7 +71,7 @@ def test_concurrent_clients(midigen_app, tmp_path):
                             download_files=str(tmp_path / f"user-{index}"))
             barrier.wait()
             started = time.perf_counter()
-            result = client.predict(None, *_settings(5 + index % 6, index), api_name="/generate")
+            result = call_generate(client, **_settings(5 + index % 6, index))
             outcomes[index] = ("ok", time.perf_counter() - started, result)
         except QueueError as error:
             outcomes[index] = ("busy", str(error))
@@ -86,22 +98,23 @@ def test_concurrent_clients(midigen_app, tmp_path):
     assert all(message == CLIENT_QUEUE_FULL for _, message in busy), busy
     assert len(ok) >= 0.75 * CLIENTS, f"only {len(ok)}/{CLIENTS} succeeded"
     for _, _, result in ok:
-        assert result[0] and Path(result[0]).stat().st_size > 0
-        assert len(result[4]) == 1 and midi_facts(result[4][0]).end_time > 0
+        assert result["audio_1"] and Path(result["audio_1"]).stat().st_size > 0
+        assert len(result["midi_files"]) == 1 and midi_facts(result["midi_files"][0]).end_time > 0
 
 
 def test_queue_full_gives_gradios_busy_message(midigen_app):
     """More requests than the queue holds, sent at once: the extra ones get Gradio's busy message
     (HTTP 503 from the API, ``QueueError`` from gradio_client); every accepted one completes."""
     flood = midigen_app.queue_size * 3
-    data = [None, *_settings(12, 1)]
+    data = api_values(**_settings(12, 1))
     client = Client(midigen_app.url, verbose=False, download_files=False)
     limits = httpx.Limits(max_connections=flood)
     with httpx.Client(timeout=60, limits=limits) as http, ThreadPoolExecutor(flood) as pool:
         endpoint = midigen_app.url + "gradio_api/call/generate"
         responses = list(pool.map(lambda _: http.post(endpoint, json={"data": data}), range(flood)))
         try:  # while the queue is still full, gradio_client users are turned away too
-            jobs = [client.submit(None, *_settings(2, 2), api_name="/generate") for _ in range(10)]
+            jobs = [client.submit(**{SEED_INPUT: None}, **TEST_SETTINGS, **_settings(2, 2), api_name="/generate")
+                    for _ in range(10)]
             client_outcomes = []
             for job in jobs:
                 try:
@@ -127,7 +140,7 @@ def test_queue_full_gives_gradios_busy_message(midigen_app):
     assert CLIENT_QUEUE_FULL in client_outcomes, client_outcomes
     assert set(client_outcomes) <= {"ok", CLIENT_QUEUE_FULL}, client_outcomes
     midigen_app.assert_alive()
-    assert raw_generate(midigen_app.url, [None, *_settings(2, 3)]).kind == "complete"
+    assert raw_generate(midigen_app.url, api_values(**_settings(2, 3))).kind == "complete"
 
 
 def test_sequential_requests_do_not_leak(midigen_app):
@@ -136,8 +149,8 @@ def test_sequential_requests_do_not_leak(midigen_app):
     client = Client(midigen_app.url, verbose=False, download_files=False)
     try:
         def one(index: int) -> dict:
-            result = client.predict(None, *_settings(2 + index % 3, index, randomize=True), api_name="/generate")
-            assert result[0] and result[4], result
+            result = call_generate(client, **_settings(2 + index % 3, index, randomize=True))
+            assert result["audio_1"] and result["midi_files"], result
             return result
 
         for index in range(10):  # warm up: first-use allocations are not a leak
@@ -149,7 +162,7 @@ def test_sequential_requests_do_not_leak(midigen_app):
             for index in range(REQUESTS):
                 result = one(index)
                 if index % 25 == 0:  # now and then, download the files like a browser would
-                    for item in (result[0], result[4][0]):
+                    for item in (result["audio_1"], result["midi_files"][0]):
                         response = http.get(item["url"])
                         assert response.status_code == 200 and len(response.content) > 0
         elapsed = time.perf_counter() - started

@@ -1,0 +1,71 @@
+"""``app.py`` as a module: importing it does nothing, and the page it builds exposes the declared settings."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from midigen.settings import NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPORT_CHECK = """
+import os, sys, threading
+before = set(os.listdir(os.environ["TMPDIR"]))
+import app
+assert "torch" not in sys.modules, "importing app imported torch"
+assert threading.active_count() == 1, threading.enumerate()
+assert set(os.listdir(os.environ["TMPDIR"])) == before, "importing app wrote files"
+assert not any(isinstance(v, app.Composer) for v in vars(app).values()), "importing app built a composer"
+print("quiet")
+"""
+
+
+def test_importing_the_app_has_no_side_effects(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "TMPDIR": str(tmp_path), "GRADIO_TEMP_DIR": str(tmp_path / "gradio"),
+           "MIDIGEN_WEIGHTS": str(tmp_path / "missing"), "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", IMPORT_CHECK], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "quiet", done.stderr[-2000:]
+
+
+@pytest.fixture(scope="module")
+def demo(shipped_generator, tmp_path_factory):
+    import app
+    from midigen.studio import Studio
+
+    studio = Studio(shipped_generator, output_root=tmp_path_factory.mktemp("outputs"))
+    with ThreadPoolExecutor(1) as workers:
+        yield app.build_demo(app.Composer(studio, None, workers, 30.0), examples=[])
+
+
+def test_the_api_takes_the_declared_settings_by_name(demo):
+    endpoint = demo.get_api_info()["named_endpoints"]["/generate"]
+    assert [p["parameter_name"] for p in endpoint["parameters"]] == ["seed_file", *NAMES]
+    assert len(endpoint["returns"]) == len(__import__("app").OUTPUT_NAMES)
+
+
+def test_composer_answers_with_named_outputs(demo, shipped_generator, tmp_path):
+    import app
+    from midigen.studio import Studio
+
+    with ThreadPoolExecutor(1) as workers:
+        composer = app.Composer(Studio(shipped_generator, output_root=tmp_path), None, workers, 30.0)
+        outputs = composer.compose(None, {"seconds": 3, "random_seed": 11, "randomize": False, "variations": 2},
+                                   lambda fraction, message: None)
+        assert list(outputs) == list(app.OUTPUT_NAMES)
+        assert outputs["random_seed"] == 11 and len(outputs["midi_files"]) == 2
+        assert outputs["audio_3"] is None and outputs["audio_4"] is None
+        with pytest.raises(app.gr.Error, match="temperature must be a number"):
+            composer.compose(None, {"temperature": "warm"}, lambda fraction, message: None)
+
+
+def test_where_the_app_samples_here(shipped_generator):
+    import app
+
+    assert app.gpu_sampler(shipped_generator, "cpu")[0] is None
+    sample, message = app.gpu_sampler(shipped_generator, "zerogpu")  # `spaces` imports, but there is no GPU here
+    assert sample is None and "sampling on the CPU" in message

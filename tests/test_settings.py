@@ -1,0 +1,113 @@
+"""The request's settings, declared once: the validator, the request, the command line and the README agree."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from midigen import cli
+from midigen.settings import SETTINGS, UserError, clean_settings, defaults, markdown_table, setting, to_request
+
+ROOT = Path(__file__).resolve().parent.parent
+NUMBERS = [s for s in SETTINGS if s.kind is not bool]
+FLAGS = [s for s in SETTINGS if s.kind is bool]
+
+
+def test_defaults_make_the_default_request():
+    request = to_request(clean_settings({}))
+    assert request.temperature == setting("temperature").default
+    assert request.seconds == setting("seconds").default and request.notes is None
+    assert request.bpm is None  # 0 = automatic
+    assert request.random_seed is None  # randomize is on by default
+    assert request.continuation_only is False
+
+
+@pytest.mark.parametrize("spec", NUMBERS, ids=lambda s: s.name)
+def test_numbers_are_clamped_to_their_declared_range(spec):
+    below, above = spec.low - 1000, spec.high * 10 + 1000
+    assert clean_settings({spec.name: below})[spec.name] == spec.low
+    assert clean_settings({spec.name: above})[spec.name] == spec.high
+    assert clean_settings({spec.name: str(spec.high)})[spec.name] == spec.high
+
+
+@pytest.mark.parametrize("spec", NUMBERS, ids=lambda s: s.name)
+@pytest.mark.parametrize(("value", "message"), [
+    ("abc", "must be a number"), (True, "must be a number"), ([1], "must be a number"),
+    (math.nan, "must be a finite number"), (math.inf, "must be a finite number"),
+    (-math.inf, "must be a finite number"),
+])
+def test_non_numbers_are_refused_with_the_settings_name(spec, value, message):
+    with pytest.raises(UserError, match=f"^{spec.name} {message}$"):
+        clean_settings({spec.name: value})
+
+
+@pytest.mark.parametrize("spec", [s for s in NUMBERS if s.kind is int], ids=lambda s: s.name)
+def test_whole_number_settings_refuse_fractions(spec):
+    with pytest.raises(UserError, match=f"^{spec.name} must be a whole number$"):
+        clean_settings({spec.name: spec.low + 0.5})
+
+
+@pytest.mark.parametrize("value", [0, None, "", 0.0])
+def test_bpm_zero_or_empty_means_automatic(value):
+    assert clean_settings({"bpm": value})["bpm"] is None
+    assert to_request(clean_settings({"bpm": value})).bpm is None
+
+
+@pytest.mark.parametrize("spec", FLAGS, ids=lambda s: s.name)
+def test_flags_accept_booleans_and_refuse_the_rest(spec):
+    assert clean_settings({spec.name: "true"})[spec.name] is True
+    assert clean_settings({spec.name: 0})[spec.name] is False
+    for bad in ("abc", 5, 2.5):
+        with pytest.raises(UserError, match=f"^{spec.name} must be true or false$"):
+            clean_settings({spec.name: bad})
+
+
+def test_randomize_and_keep_seed_shape_the_request():
+    chosen = to_request(clean_settings({"random_seed": 77, "randomize": False, "keep_seed": False}))
+    assert chosen.random_seed == 77 and chosen.continuation_only is True
+    assert to_request(clean_settings({"random_seed": 77, "randomize": True})).random_seed is None
+
+
+def test_every_setting_is_complete():
+    for spec in SETTINGS:
+        assert spec.label and spec.help and spec.widget in ("slider", "number", "dropdown", "checkbox"), spec
+        assert (spec.low is None) == (spec.kind is bool), spec
+        if spec.kind is not bool:
+            assert spec.low <= spec.default <= spec.high or spec.default == spec.automatic, spec
+        assert bool(spec.choices) == (spec.widget == "dropdown"), spec
+
+
+def test_the_readme_table_is_the_declared_list():
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "README's settings table differs from midigen.settings: paste markdown_table()"
+
+
+def parse_generate(*flags):
+    args = cli.build_parser().parse_args(["generate", "--out", "x.mid", *flags])
+    return cli.request_from_args(args)
+
+
+def test_cli_flags_come_from_the_settings():
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["generate"].format_help()
+    for spec in SETTINGS:
+        if spec.cli:
+            assert re.search(rf"{spec.cli}\b", help_text), spec.cli
+    assert parse_generate() == to_request({**defaults(), "randomize": True})
+
+
+def test_cli_values_reach_the_request():
+    request = parse_generate("--temperature", "1.3", "--top-p", "0.5", "--bpm", "90", "--program", "40",
+                             "--random-seed", "9", "--variations", "3", "--continuation-only")
+    assert (request.temperature, request.top_p, request.bpm, request.program) == (1.3, 0.5, 90.0, 40)
+    assert (request.random_seed, request.variations, request.continuation_only) == (9, 3, True)
+    assert parse_generate("--notes", "50").notes == 50 and parse_generate("--seconds", "600").seconds == 600
+
+
+def test_cli_refuses_values_outside_the_shared_range():
+    with pytest.raises(ValueError, match="bpm must be between 40 and 240"):
+        parse_generate("--bpm", "20")
+    with pytest.raises(ValueError, match="temperature must be between 0.05 and 2"):
+        parse_generate("--temperature", "5")
