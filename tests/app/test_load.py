@@ -113,8 +113,8 @@ def test_queue_full_gives_gradios_busy_message(midigen_app):
         endpoint = midigen_app.url + "gradio_api/call/generate"
         responses = list(pool.map(lambda _: http.post(endpoint, json={"data": data}), range(flood)))
         try:  # while the queue is still full, gradio_client users are turned away too
-            jobs = [client.submit(**{SEED_INPUT: None}, **TEST_SETTINGS, **_settings(2, 2), api_name="/generate")
-                    for _ in range(10)]
+            values = {SEED_INPUT: None, **TEST_SETTINGS, **_settings(2, 2)}
+            jobs = [client.submit(**values, api_name="/generate") for _ in range(10)]
             client_outcomes = []
             for job in jobs:
                 try:
