@@ -20,7 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from midigen import history
+from midigen import history, share
 from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, to_request
 from midigen.studio import AppLimits, Studio
 
@@ -158,6 +158,36 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
             return gr.skip(), gr.skip()
         return piece, True
 
+    by_content = {path.read_bytes(): path.stem for path in examples}
+    by_name = {path.stem: str(path) for path in examples}
+
+    def link(seed_file, *values):
+        """A link to the page with these settings, the random seed last used and the example seed by name.
+        The last value is the page's own address, put there by the browser."""
+        *settings_values, page_url = values
+        example = by_content.get(Path(seed_file).read_bytes()) if seed_file else None
+        if seed_file and example is None:
+            gr.Info("The link holds the settings and random seed, not the uploaded file.")
+        values = dict(zip(NAMES, settings_values, strict=True))
+        try:
+            query = share.share_query(values, values["random_seed"], example)
+        except UserError as error:
+            raise gr.Error(str(error), print_exception=False) from None
+        return f"{str(page_url).split('?')[0].split('#')[0]}?{query}"
+
+    def restore(request: gr.Request):
+        """Settings and example seed from the link the page was opened with; the rest stays as it is."""
+        query = dict(request.query_params) if request else {}
+        try:
+            given = share.settings_from_query(query)
+        except UserError as error:
+            gr.Warning(f"This link's settings could not be used: {error}")
+            given = {}
+        example = by_name.get(query.get(share.EXAMPLE, ""))
+        seed = example if example else gr.skip()
+        shown = {name: 0 if value is None else value for name, value in given.items()}  # None: bpm automatic
+        return seed, *(shown.get(name, gr.skip()) for name in NAMES)
+
     def go_back(steps):
         """Drop the latest step and show the one before it."""
         earlier = history.back(steps)
@@ -183,6 +213,10 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                     generate_button = gr.Button("Generate", variant="primary", scale=2)
                     continue_button = gr.Button("Continue", scale=1)
                     back_button = gr.Button("Back", scale=1)
+                with gr.Row(equal_height=True):
+                    link_button = gr.Button("Copy link", scale=1, size="sm")
+                    link_box = gr.Textbox(label="Link to this piece", placeholder="settings and random seed",
+                                          interactive=False, buttons=["copy"], scale=3, elem_id="share-link")
             with gr.Column(scale=2, min_width=300):
                 summary = gr.Markdown(notice, label="Summary")
                 players = [gr.Audio(label=f"Variation {i + 1}", type="filepath", interactive=False, visible=i == 0,
@@ -203,6 +237,9 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                 remember, [steps, seed_file, *outputs], [steps], **private)
         back_button.click(go_back, [steps], [steps, seed_file, *outputs], **private).success(
             show_players, players, players, **private)
+        link_button.click(link, [seed_file, *(settings[name] for name in NAMES), link_box], [link_box],
+                          js="(...values) => [...values.slice(0, -1), window.location.href]", **private)
+        demo.load(restore, None, [seed_file, *(settings[name] for name in NAMES)], **private)
     return demo
 
 

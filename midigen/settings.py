@@ -101,8 +101,7 @@ def defaults() -> dict[str, float | int | bool]:
 
 def clean_number(spec: Setting, value) -> float | int | None:
     """``value`` as a number inside the setting's range (clamped); None for "automatic"."""
-    if spec.automatic is not None and (value is None or value == "" or
-                                       (not isinstance(value, bool) and value == spec.automatic)):
+    if spec.automatic is not None and (value is None or value == ""):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise UserError(f"{spec.name} must be a number")
@@ -114,6 +113,8 @@ def clean_number(spec: Setting, value) -> float | int | None:
         raise UserError(f"{spec.name} must be a finite number")
     if spec.kind is int and number != int(number):
         raise UserError(f"{spec.name} must be a whole number")
+    if number == spec.automatic:
+        return None
     number = min(max(number, spec.low), spec.high)
     return int(number) if spec.kind is int else number
 

@@ -270,3 +270,33 @@ def test_back_without_history_leaves_the_result_visible(page, screenshot):
     badges = page.locator("[data-testid='status-tracker'] .error")
     visible = [badges.nth(i) for i in range(badges.count()) if badges.nth(i).is_visible()]
     assert not visible, f"{len(visible)} components show an 'Error' badge instead of their content"
+
+
+def test_shared_link_restores_the_settings_and_the_piece(page, browser, midigen_app, tmp_path):
+    page.get_by_text("frere-jacques.mid").first.click()
+    block(page, "Seed MIDI").locator("a[download='frere-jacques.mid']").wait_for()
+    length = page.get_by_label("number input for Length (seconds)")
+    length.fill("7")
+    length.press("Enter")
+    click(page, "Generate")
+    summary = wait_for_summary(page)
+    _, first = download_midi(page, tmp_path / "first")
+
+    click(page, "Copy link")
+    link_field = page.locator("#share-link textarea, #share-link input").first
+    page.wait_for_function("(e) => e.value.includes('?')", arg=link_field.element_handle())
+    link = link_field.input_value()
+    assert "example=frere-jacques" in link and "seconds=7" in link and "randomize=false" in link, link
+    assert re.search(r"random_seed=\d+", link) and link.startswith(midigen_app.url), link
+
+    shared = open_page(browser, link, viewport={"width": 1280, "height": 900})
+    try:
+        block(shared, "Seed MIDI").locator("a[download='frere-jacques.mid']").wait_for()
+        shared.wait_for_function("(e) => e.value === '7'",
+                                 arg=shared.get_by_label("number input for Length (seconds)").element_handle())
+        click(shared, "Generate")
+        assert summary_counts(wait_for_summary(shared)) == summary_counts(summary)
+        _, again = download_midi(shared, tmp_path / "again")
+    finally:
+        shared.context.close()
+    assert again.notes == first.notes
