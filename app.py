@@ -41,12 +41,14 @@ class AppConfig:
     time_limit_s: float = 30.0
     concurrency: int = 2
     queue_size: int = 16
+    output_max_age_s: float = AppLimits.output_max_age_s
 
     @classmethod
     def from_env(cls, env=os.environ) -> AppConfig:
         return cls(float(env.get("MIDIGEN_TIME_LIMIT", cls.time_limit_s)),
                    int(env.get("MIDIGEN_CONCURRENCY", cls.concurrency)),
-                   int(env.get("MIDIGEN_QUEUE_SIZE", cls.queue_size)))
+                   int(env.get("MIDIGEN_QUEUE_SIZE", cls.queue_size)),
+                   float(env.get("MIDIGEN_OUTPUT_MAX_AGE", cls.output_max_age_s)))
 
 
 @dataclass
@@ -132,6 +134,95 @@ def setting_widgets(specs) -> dict[str, gr.components.Component]:
     return widgets
 
 
+class Steps:
+    """Continue, Back, Forward and the choice of take, over a history whose files never expire: each step
+    keeps its MIDI (and piano roll) bytes in the session state, and its files are made again when the
+    sweep has taken them (``history``, ``Studio.restore``)."""
+
+    def __init__(self, studio: Studio):
+        self.studio = studio
+
+    @staticmethod
+    def file_of(value) -> Path | None:
+        return Path(value) if value else None
+
+    def remember(self, state: dict, seed_file, *outputs) -> dict:
+        """Record the result just shown, with its bytes."""
+        named = dict(zip(OUTPUT_NAMES, outputs, strict=True))
+        seed = self.file_of(seed_file)
+        return history.record(state, {
+            "seed": {"name": seed.name, "data": seed.read_bytes()} if seed and seed.exists() else None,
+            "outputs": named,
+            "names": [Path(p).name for p in named["midi_files"]],
+            "takes": [Path(p).read_bytes() for p in named["midi_files"]],
+            "roll": Path(named["piano_roll"]).read_bytes(),
+        })
+
+    def refreshed(self, state: dict) -> tuple[dict, dict]:
+        """(state, outputs of the step shown), its files kept from the sweep or made again."""
+        step = history.shown(state)
+        named = step["outputs"]
+        files = [named[name] for name in OUTPUT_NAMES if name.startswith("audio_") and named[name]]
+        if self.studio.keep([*files, *named["midi_files"], named["piano_roll"]]):
+            return state, named
+        midi, audio, roll = self.studio.restore(step["takes"], step["names"], step["roll"])
+        named = {**named, **{f"audio_{i}": str(p) for i, p in enumerate(audio, start=1)},
+                 "midi_files": [str(p) for p in midi], "piano_roll": str(roll)}
+        return history.replace_shown(state, {**step, "outputs": named}), named
+
+    def seed_file(self, step: dict):
+        seed = step["seed"]
+        return str(self.studio.write_seed(seed["data"], seed["name"])) if seed else None
+
+    @staticmethod
+    def take_choice(count: int):
+        """The take picker: one choice per variation, shown when there are several."""
+        choices = [f"Variation {i}" for i in range(1, count + 1)]
+        return gr.Radio(choices=choices, value=choices[0] if choices else None, visible=count > 1)
+
+    def continue_from(self, state: dict, take: int | None):
+        """The chosen take of the step shown becomes the seed, kept in the output so the piece grows."""
+        data = history.take_to_continue(state, take or 0)
+        if data is None:
+            gr.Info("Generate something first, then Continue grows it: composing a first piece now.")
+            return gr.skip(), gr.skip()
+        names = history.shown(state)["names"]
+        return str(self.studio.write_seed(data, names[min(take or 0, len(names) - 1)])), True
+
+    def go(self, by: int) -> Callable:
+        """Back (-1) or Forward (+1): show that step again, files and all."""
+        def handler(state: dict):
+            moved = history.move(state, by)
+            if moved is None:
+                gr.Warning("There is no earlier step to go back to." if by < 0 else
+                           "There is no later step to go forward to.")
+                return [gr.skip()] * (3 + len(OUTPUT_NAMES))
+            moved, named = self.refreshed(moved)
+            step = history.shown(moved)
+            return (moved, self.seed_file(step), self.take_choice(len(step["takes"])),
+                    *(named[name] for name in OUTPUT_NAMES))
+        return handler
+
+    def keep_fresh(self, state: dict):
+        """Now and then, while the tab is open: the files on the page stay, or are made again."""
+        if history.shown(state) is None:
+            return [gr.skip()] * (1 + len(OUTPUT_NAMES))
+        fresh, named = self.refreshed(state)
+        if fresh is state:
+            return [gr.skip()] * (1 + len(OUTPUT_NAMES))
+        return fresh, *(named[name] for name in OUTPUT_NAMES)
+
+    @staticmethod
+    def offer_first(state: dict, take: int | None):
+        """The downloads, the chosen take first."""
+        step = history.shown(state)
+        if step is None:
+            return gr.skip()
+        files = step["outputs"]["midi_files"]
+        take = min(take or 0, len(files) - 1)
+        return [files[take], *files[:take], *files[take + 1:]]
+
+
 def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr.Blocks:
     """The page and its ``/generate`` API, answering with ``composer``; ``notice`` is shown above the results."""
     max_variations = composer.studio.limits.max_variations
@@ -146,17 +237,6 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
     def show_players(*audio):
         """One player per variation that has audio (the first always)."""
         return [gr.Audio(visible=index == 0 or value is not None) for index, value in enumerate(audio)]
-
-    def remember(steps, seed_file, *outputs):
-        return history.remember(steps, seed_file, dict(zip(OUTPUT_NAMES, outputs, strict=True)))
-
-    def continue_from_last(steps):
-        """Use the latest result as the new seed, kept in the output so the piece grows."""
-        piece = history.piece_to_continue(steps)
-        if piece is None:
-            gr.Info("Generate something first, then Continue grows it: composing a first piece now.")
-            return gr.skip(), gr.skip()
-        return piece, True
 
     by_content = {path.read_bytes(): path.stem for path in examples}
     by_name = {path.stem: str(path) for path in examples}
@@ -188,20 +268,12 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
         shown = {name: 0 if value is None else value for name, value in given.items()}  # None: bpm automatic
         return seed, *(shown.get(name, gr.skip()) for name in NAMES)
 
-    def go_back(steps):
-        """Drop the latest step and show the one before it."""
-        earlier = history.back(steps)
-        if earlier is None:
-            gr.Warning("There is no earlier step to go back to.")
-            return [gr.skip()] * (2 + len(OUTPUT_NAMES))
-        shown = earlier[-1]
-        return earlier, shown["seed"], *(shown["outputs"][name] for name in OUTPUT_NAMES)
-
     with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
         gr.Markdown("# 🎹 midigen", elem_id="title")
         gr.Markdown("A small recurrent network writes piano music, from scratch or continuing your MIDI. "
                     "Press **Generate**, listen, download the `.mid`.", elem_id="subtitle")
-        steps = gr.State([])
+        steps = gr.State(history.empty())
+        handlers = Steps(composer.studio)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 seed_file = gr.File(label="Seed MIDI (optional)", file_types=[".mid", ".midi"], type="filepath")
@@ -213,6 +285,9 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                     generate_button = gr.Button("Generate", variant="primary", scale=2)
                     continue_button = gr.Button("Continue", scale=1)
                     back_button = gr.Button("Back", scale=1)
+                    forward_button = gr.Button("Forward", scale=1)
+                take = gr.Radio(label="Take: the one Continue grows, and the first download", type="index",
+                                visible=False, elem_id="take")
                 with gr.Row(equal_height=True):
                     link_button = gr.Button("Copy link", scale=1, size="sm")
                     link_box = gr.Textbox(label="Link to this piece", placeholder="settings and random seed",
@@ -230,13 +305,18 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
         api = with_parameters(generate, (SEED_INPUT, *NAMES))
         private = {"api_visibility": "private"}
         generated = generate_button.click(api, inputs, outputs, api_name="generate")
-        continued = continue_button.click(continue_from_last, [steps], [seed_file, settings["keep_seed"]],
+        continued = continue_button.click(handlers.continue_from, [steps, take], [seed_file, settings["keep_seed"]],
                                           **private).success(api, inputs, outputs, **private)
         for event in (generated, continued):
             event.success(show_players, players, players, **private).success(
-                remember, [steps, seed_file, *outputs], [steps], **private)
-        back_button.click(go_back, [steps], [steps, seed_file, *outputs], **private).success(
-            show_players, players, players, **private)
+                handlers.remember, [steps, seed_file, *outputs], [steps], **private).success(
+                lambda files: handlers.take_choice(len(files or [])), [midi_files], [take], **private)
+        for button, by in ((back_button, -1), (forward_button, 1)):
+            button.click(handlers.go(by), [steps], [steps, seed_file, take, *outputs], **private).success(
+                show_players, players, players, **private)
+        take.input(handlers.offer_first, [steps, take], [midi_files], **private)
+        keep_alive = gr.Timer(max(1.0, min(60.0, composer.studio.limits.output_max_age_s / 3)))
+        keep_alive.tick(handlers.keep_fresh, [steps], [steps, *outputs], show_progress="hidden", **private)
         link_button.click(link, [seed_file, *(settings[name] for name in NAMES), link_box], [link_box],
                           js="(...values) => [...values.slice(0, -1), window.location.href]", **private)
         demo.load(restore, None, [seed_file, *(settings[name] for name in NAMES)], **private)
@@ -271,8 +351,8 @@ def main() -> None:
 
     logging.basicConfig(format="%(name)s: %(message)s")
     logging.getLogger("midigen").setLevel(logging.INFO)
-    config = AppConfig.from_env()
     try:
+        config = AppConfig.from_env()
         placement = sampling_placement()
         generator = Generator(os.environ.get("MIDIGEN_WEIGHTS") or DEFAULT_WEIGHTS, device="cpu")
     except (CheckpointError, ValueError, RuntimeError) as error:
@@ -284,7 +364,8 @@ def main() -> None:
     if placement == "cuda" and sample is not None:
         sample(warm_up, None)
     # Outputs are written inside Gradio's cache folder, which Gradio serves without copying them again.
-    studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen")
+    studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen",
+                    limits=AppLimits(output_max_age_s=config.output_max_age_s))
     composer = Composer(studio, sample, ThreadPoolExecutor(config.concurrency, thread_name_prefix="midigen"),
                         config.time_limit_s)
     examples = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", generator.tokenizer)

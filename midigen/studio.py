@@ -6,6 +6,7 @@ piano roll into a fresh per-request folder. (The settings are checked before, in
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -14,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pretty_midi
 from PIL import Image
 
 from . import pianoroll
@@ -136,3 +138,41 @@ class Studio:
             except FileNotFoundError:
                 continue
 
+    def new_folder(self) -> Path:
+        """A fresh request folder (swept like the others)."""
+        return Path(tempfile.mkdtemp(prefix="request-", dir=self.output_root))
+
+    def write_seed(self, data: bytes, name: str) -> Path:
+        """A seed file made from MIDI bytes kept in a page's history, for Continue."""
+        path = self.new_folder() / Path(name).name
+        path.write_bytes(data)
+        return path
+
+    def restore(self, takes: list[bytes], names: list[str], roll_png: bytes) -> tuple[list[Path], list[Path], Path]:
+        """A step's files made again from its bytes, after the sweep removed them: MIDI, audio, piano roll.
+        (The bytes are the app's own output, kept in the server-side session state.)"""
+        folder = self.new_folder()
+        midi_paths = [folder / Path(name).name for name in names]
+        for data, path in zip(takes, midi_paths, strict=True):
+            path.write_bytes(data)
+        audio_paths = []
+        try:
+            renderer = get_renderer()
+            for path in midi_paths:
+                samples = renderer.render(pretty_midi.PrettyMIDI(str(path)), max_seconds=self.limits.max_seconds * 3)
+                audio_paths.append(write_audio(samples, path.with_suffix(".mp3")))
+        except RenderUnavailable:
+            audio_paths = []
+        roll_path = folder / "pianoroll.png"
+        roll_path.write_bytes(roll_png)
+        return midi_paths, audio_paths, roll_path
+
+    @staticmethod
+    def keep(paths: list[str | Path]) -> bool:
+        """Mark the files and their folders as just used, so the sweep leaves them; False if one is gone."""
+        try:
+            for path in {Path(p) for p in paths} | {Path(p).parent for p in paths}:
+                os.utime(path)
+        except FileNotFoundError:
+            return False
+        return True

@@ -300,3 +300,47 @@ def test_shared_link_restores_the_settings_and_the_piece(page, browser, midigen_
     finally:
         shared.context.close()
     assert again.notes == first.notes
+
+
+def test_continue_grows_the_chosen_variation(page, tmp_path):
+    variations = page.get_by_label("number input for Variations")
+    variations.fill("2")
+    variations.press("Enter")
+    click(page, "Generate")
+    summary = wait_for_summary(page)
+    take = page.locator("#take")
+    take.get_by_text("Variation 2").click()
+    page.wait_for_function("() => /-2\\.mid$/.test(document.querySelector(\"a[download$='.mid']\")?.download || '')")
+    name, second_take = download_midi(page, tmp_path / "take")
+    assert name.endswith("-2.mid"), name
+
+    click(page, "Continue")
+    grown = wait_for_summary(page, previous=summary)
+    _, seed_notes = summary_counts(grown)
+    assert seed_notes == len(second_take.notes), grown
+    _, piece = download_midi(page, tmp_path / "grown")
+    assert all(find_note(piece.notes, note) for note in second_take.notes), "variation 2 is not what was continued"
+
+
+def test_continue_and_back_work_after_the_sweep(page, midigen_app, tmp_path):
+    """The server sweeps old output folders; the page's history keeps each step's MIDI and makes files again."""
+    click(page, "Generate")
+    first_summary = wait_for_summary(page)
+    first_audio = wait_for_audio(page)
+    first_name, first = download_midi(page, tmp_path / "first")
+    for folder in (midigen_app.temp_dir / "gradio" / "midigen").glob("request-*"):
+        shutil.rmtree(folder)  # what the sweep does to folders older than MIDIGEN_OUTPUT_MAX_AGE
+
+    click(page, "Continue")
+    second_summary = wait_for_summary(page, previous=first_summary)
+    second_audio = wait_for_audio(page, previous_src=first_audio["src"])
+    assert summary_counts(second_summary)[1] == len(first.notes), second_summary
+    for folder in (midigen_app.temp_dir / "gradio" / "midigen").glob("request-*"):
+        shutil.rmtree(folder)
+
+    click(page, "Back")
+    page.wait_for_function(SUMMARY.replace("summary !== previous", "summary === previous"), arg=first_summary)
+    audio = wait_for_audio(page, previous_src=second_audio["src"])
+    assert abs(audio["duration"] - first_audio["duration"]) < 0.5, (audio, first_audio)
+    name, again = download_midi(page, tmp_path / "again")
+    assert name == first_name and again.notes == first.notes
