@@ -32,6 +32,9 @@ CSS = """
 #title { text-align: center; margin-bottom: 0; }
 #subtitle { text-align: center; margin-top: 0; color: var(--body-text-color-subdued); }
 """
+WEB = Path(__file__).resolve().parent / "web"
+ROLL_TEMPLATE = '<div class="roll-scroll"><div class="roll-lanes"></div></div>'
+
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ class Composer:
                            print_exception=False) from None
         audio = [str(p) for p in result.audio_paths]
         outputs = {f"audio_{i}": path for i, path in enumerate(audio, start=1)}
-        outputs.update(midi_files=[str(p) for p in result.midi_paths], piano_roll=str(result.pianoroll_path),
+        outputs.update(midi_files=[str(p) for p in result.midi_paths], piano_roll=result.roll,
                        summary=result.summary + "".join(f"\n\n{n}" for n in result.notices),
                        random_seed=result.random_seed)
         return {name: outputs.get(name) for name in OUTPUT_NAMES}
@@ -155,7 +158,6 @@ class Steps:
             "outputs": named,
             "names": [Path(p).name for p in named["midi_files"]],
             "takes": [Path(p).read_bytes() for p in named["midi_files"]],
-            "roll": Path(named["piano_roll"]).read_bytes(),
         })
 
     def refreshed(self, state: dict) -> tuple[dict, dict]:
@@ -163,11 +165,11 @@ class Steps:
         step = history.shown(state)
         named = step["outputs"]
         files = [named[name] for name in OUTPUT_NAMES if name.startswith("audio_") and named[name]]
-        if self.studio.keep([*files, *named["midi_files"], named["piano_roll"]]):
+        if self.studio.keep([*files, *named["midi_files"]]):
             return state, named
-        midi, audio, roll = self.studio.restore(step["takes"], step["names"], step["roll"])
+        midi, audio = self.studio.restore(step["takes"], step["names"])
         named = {**named, **{f"audio_{i}": str(p) for i, p in enumerate(audio, start=1)},
-                 "midi_files": [str(p) for p in midi], "piano_roll": str(roll)}
+                 "midi_files": [str(p) for p in midi]}
         return history.replace_shown(state, {**step, "outputs": named}), named
 
     def seed_file(self, step: dict):
@@ -295,10 +297,11 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
             with gr.Column(scale=2, min_width=300):
                 summary = gr.Markdown(notice, label="Summary")
                 players = [gr.Audio(label=f"Variation {i + 1}", type="filepath", interactive=False, visible=i == 0,
-                                    elem_classes="player") for i in range(max_variations)]
-                gr.Markdown("Piano roll: seed in blue, new notes in orange.")
-                roll = gr.Image(show_label=False, type="filepath", interactive=False, buttons=[],
-                                elem_id="piano-roll")
+                                    elem_classes="player", elem_id=f"player-{i + 1}") for i in range(max_variations)]
+                gr.Markdown("Piano roll: seed in blue, new notes in orange, one lane per variation. "
+                            "It follows the music as it plays; click it to jump there.")
+                roll = gr.HTML(None, html_template=ROLL_TEMPLATE, css_template=(WEB / "piano_roll.css").read_text(),
+                               js_on_load=(WEB / "piano_roll.js").read_text(), elem_id="piano-roll")
                 midi_files = gr.File(label="Download MIDI", file_count="multiple", interactive=False)
         inputs = [seed_file, *(settings[name] for name in NAMES)]
         outputs = [*players, midi_files, roll, summary, settings["random_seed"]]
@@ -315,6 +318,8 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
             button.click(handlers.go(by), [steps], [steps, seed_file, take, *outputs], **private).success(
                 show_players, players, players, **private)
         take.input(handlers.offer_first, [steps, take], [midi_files], **private)
+        for index, player in enumerate(players):  # tells the piano roll which lane's audio started
+            player.play(None, js=f"() => {{ window.midigenRoll && window.midigenRoll.playing({index}); }}", **private)
         keep_alive = gr.Timer(max(1.0, min(60.0, composer.studio.limits.output_max_age_s / 3)))
         keep_alive.tick(handlers.keep_fresh, [steps], [steps, *outputs], show_progress="hidden", **private)
         link_button.click(link, [seed_file, *(settings[name] for name in NAMES), link_box], [link_box],

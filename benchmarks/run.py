@@ -32,7 +32,6 @@ import numpy as np
 import pretty_midi
 import psutil
 import torch
-from PIL import Image
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -338,10 +337,7 @@ def stages(generator: Generator, quick: bool) -> dict[str, float]:
                 clock("MIDI file writing", result.midi.write, str(Path(folder) / "a.mid"))
                 samples = clock("rendering (FluidSynth)", renderer.render, result.midi, max_seconds=180)
                 clock("MP3 encoding (LAME)", write_audio, samples, Path(folder) / "a.mp3")
-                roll = clock("piano roll (draw)", pianoroll.draw, [(result.seed, result.continuation)],
-                             generator.tokenizer.config.steps_per_beat)
-                clock("piano roll (PNG)", Image.fromarray(roll).save, Path(folder) / "roll.png", optimize=False,
-                      compress_level=1)
+                clock("piano roll (note data)", lambda r=result: pianoroll.roll([pianoroll.lane(r.midi, 0.0)]))
     finally:
         generator.sampler = sampler
         renderer.close()

@@ -1,9 +1,9 @@
 """The page's history of steps, for Continue, Back and Forward: plain functions of a small dict.
 
 The history is ``{"steps": [...], "at": index of the step shown}``. A step is
-``{"seed": seed file or None, "outputs": {output name: value}, "takes": [MIDI bytes per variation],
-"roll": piano-roll PNG bytes}``: its files can always be made again from its bytes, however long ago
-the server swept them. A new result after going Back replaces the steps that were ahead, as a
+``{"seed": {"name", "data"} or None, "outputs": {output name: value}, "names": [file names],
+"takes": [MIDI bytes per variation]}``: its files can always be made again from its bytes, however
+long ago the server swept them. A new result after going Back replaces the steps that were ahead, as a
 browser's history does.
 """
 

@@ -1,50 +1,33 @@
-"""Piano-roll pictures: seed and continuation in two colours, one lane per variation."""
+"""Piano-roll data for the page: each variation's notes in seconds, seed and new music told apart.
+
+The page draws it (``app.py``, ``ROLL_JS``) and moves a playhead with the audio; the ``/generate`` API
+returns the same data as ``piano_roll``::
+
+    {"lanes": [{"notes": [[pitch, start, end, new], ...], "boundary": s, "end": s}, ...],
+     "low": lowest pitch, "high": highest pitch, "end": s}
+
+``new`` is 1 for notes of the new music, 0 for the seed's; ``boundary`` is where the new music starts.
+Drum notes are left out (they have no pitch to draw).
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import pretty_midi
 
-from .tokenizer import Score
-
-BACKGROUND = (250, 250, 247)
-C_LINE = (226, 226, 220)
-SEED_COLOUR = (96, 125, 160)
-NEW_COLOUR = (232, 121, 46)
-SEPARATOR = (170, 170, 170)
-WIDTH = 640
-MIN_ROW_HEIGHT = 2
-MIN_LANE_HEIGHT = 240  # keeps the picture readable when a phone shrinks it
-LANE_GAP = 6
+PITCH_MARGIN = 2
 
 
-def draw(lanes: list[tuple[Score, Score]], steps_per_beat: int, width: int = WIDTH) -> np.ndarray:
-    """An RGB image (H, W, 3) with one lane per (seed, continuation) pair, on one time axis."""
-    scores = [s for pair in lanes for s in pair if s.notes]
-    if not scores:
-        return np.full((MIN_LANE_HEIGHT, width, 3), BACKGROUND, dtype=np.uint8)
-    low = min(n.pitch for s in scores for n in s.notes) - 2
-    high = max(n.pitch for s in scores for n in s.notes) + 2
-    end = max(n.start + n.duration for s in scores for n in s.notes)
-    row_height = max(MIN_ROW_HEIGHT, -(-MIN_LANE_HEIGHT // (high - low + 1)))
-    lane_height = (high - low + 1) * row_height
-    image = np.full((len(lanes) * (lane_height + LANE_GAP) - LANE_GAP, width, 3), BACKGROUND, dtype=np.uint8)
-    scale = (width - 1) / max(end, steps_per_beat)
-    for index, (seed, continuation) in enumerate(lanes):
-        top = index * (lane_height + LANE_GAP)
-        lane = image[top : top + lane_height]
-        for pitch in range(low, high + 1):
-            if pitch % 12 == 0:
-                row = (high - pitch) * row_height + row_height - 1
-                lane[row] = C_LINE
-        for score, colour in ((seed, SEED_COLOUR), (continuation, NEW_COLOUR)):
-            for note in score.notes:
-                row = (high - note.pitch) * row_height
-                left = int(note.start * scale)
-                right = max(left + 1, int((note.start + note.duration) * scale))
-                lane[row : row + row_height - 1, left:right] = colour
-        if seed.notes and continuation.notes:
-            boundary = int(continuation.notes[0].start * scale)
-            lane[:, boundary : boundary + 1] = SEPARATOR
-        if index:
-            image[top - LANE_GAP // 2] = SEPARATOR
-    return image
+def lane(midi: pretty_midi.PrettyMIDI, boundary: float) -> dict:
+    """One variation: its pitched notes, those starting at ``boundary`` seconds or later marked new."""
+    notes = sorted((n.pitch, round(n.start, 3), round(n.end, 3), int(n.start >= boundary - 1e-6))
+                   for instrument in midi.instruments if not instrument.is_drum for n in instrument.notes)
+    end = max((n[2] for n in notes), default=0.0)
+    return {"notes": [list(n) for n in sorted(notes, key=lambda n: (n[1], n[0]))], "boundary": round(boundary, 3),
+            "end": end}
+
+
+def roll(lanes: list[dict]) -> dict:
+    """The whole roll: lanes on one time axis and one pitch range."""
+    pitches = [n[0] for one in lanes for n in one["notes"]] or [60]
+    return {"lanes": lanes, "low": min(pitches) - PITCH_MARGIN, "high": max(pitches) + PITCH_MARGIN,
+            "end": max((one["end"] for one in lanes), default=0.0)}

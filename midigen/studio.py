@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pretty_midi
-from PIL import Image
 
 from . import pianoroll
-from .generate import Generated, GenerationRequest, Generator, shift_to_zero
+from .generate import Generated, GenerationRequest, Generator
 from .midi_io import MidiLimits, load_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
 from .settings import UserError, setting
-from .tokenizer import Score
 
 
 @dataclass(frozen=True)
@@ -45,7 +43,7 @@ class StudioResult:
     folder: Path
     midi_paths: list[Path]
     audio_paths: list[Path]
-    pianoroll_path: Path
+    roll: dict  # pianoroll.roll: the notes the page draws
     random_seed: int
     summary: str
     notices: list[str]
@@ -107,12 +105,8 @@ class Studio:
             audio_paths = [job.result() for job in encoded]
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
-        progress(0.9, "Drawing")
-        lanes = [(Score([]) if request.continuation_only else r.seed, self._shown_continuation(r, request))
-                 for r in results]
-        roll = pianoroll.draw(lanes, self.generator.tokenizer.config.steps_per_beat)
-        pianoroll_path = folder / "pianoroll.png"
-        Image.fromarray(roll).save(pianoroll_path, optimize=False, compress_level=1)
+        progress(0.9, "Drawing the piano roll")
+        roll = pianoroll.roll([pianoroll.lane(r.midi, self._boundary(r, request)) for r in results])
         elapsed = time.perf_counter() - started
         first = results[0]
         summary = (
@@ -122,11 +116,14 @@ class Studio:
             + (f", {len(results)} variations" if len(results) > 1 else "")
             + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s, ready in {elapsed:.2f} s."
         )
-        return StudioResult(folder, midi_paths, audio_paths, pianoroll_path, first.random_seed, summary, notices)
+        return StudioResult(folder, midi_paths, audio_paths, roll, first.random_seed, summary, notices)
 
-    @staticmethod
-    def _shown_continuation(result: Generated, request: GenerationRequest) -> Score:
-        return shift_to_zero(result.continuation) if request.continuation_only else result.continuation
+    def _boundary(self, result: Generated, request: GenerationRequest) -> float:
+        """Seconds into the output where the new music starts."""
+        if request.continuation_only or not result.continuation.notes:
+            return 0.0 if request.continuation_only else result.seconds
+        steps_per_second = self.generator.tokenizer.config.steps_per_beat * result.continuation.bpm / 60.0
+        return result.continuation.notes[0].start / steps_per_second
 
     def sweep(self) -> None:
         """Remove request folders older than ``output_max_age_s``."""
@@ -148,8 +145,8 @@ class Studio:
         path.write_bytes(data)
         return path
 
-    def restore(self, takes: list[bytes], names: list[str], roll_png: bytes) -> tuple[list[Path], list[Path], Path]:
-        """A step's files made again from its bytes, after the sweep removed them: MIDI, audio, piano roll.
+    def restore(self, takes: list[bytes], names: list[str]) -> tuple[list[Path], list[Path]]:
+        """A step's files made again from its bytes, after the sweep removed them: MIDI and audio.
         (The bytes are the app's own output, kept in the server-side session state.)"""
         folder = self.new_folder()
         midi_paths = [folder / Path(name).name for name in names]
@@ -163,9 +160,7 @@ class Studio:
                 audio_paths.append(write_audio(samples, path.with_suffix(".mp3")))
         except RenderUnavailable:
             audio_paths = []
-        roll_path = folder / "pianoroll.png"
-        roll_path.write_bytes(roll_png)
-        return midi_paths, audio_paths, roll_path
+        return midi_paths, audio_paths
 
     @staticmethod
     def keep(paths: list[str | Path]) -> bool:

@@ -89,21 +89,21 @@ def test_steps_make_swept_files_again(shipped_generator, tmp_path):
                                        lambda fraction, message: None)
             state = steps.remember(state, None, *(outputs[name] for name in app.OUTPUT_NAMES))
     first = history.shown(history.move(state, -1))
-    shutil.rmtree(Path(first["outputs"]["piano_roll"]).parent)  # the sweep takes the first result's files
+    shutil.rmtree(Path(first["outputs"]["midi_files"][0]).parent)  # the sweep takes the first result's files
 
     back, seed, take, *shown = steps.go(-1)(state)
     named = dict(zip(app.OUTPUT_NAMES, shown, strict=True))
     assert seed is None and take.visible
     assert [Path(p).read_bytes() for p in named["midi_files"]] == first["takes"]
     assert all(Path(named[f"audio_{i}"]).stat().st_size > 0 for i in (1, 2))
-    assert Path(named["piano_roll"]).read_bytes() == first["roll"]
+    assert named["piano_roll"] == first["outputs"]["piano_roll"]
     assert history.shown(back)["outputs"] == named
 
     seed_path, keep_seed = steps.continue_from(back, 1)
     assert Path(seed_path).read_bytes() == first["takes"][1] and keep_seed is True
     assert Path(steps.offer_first(back, 1)[0]).read_bytes() == first["takes"][1]
 
-    shutil.rmtree(Path(named["piano_roll"]).parent)
+    shutil.rmtree(Path(named["midi_files"][0]).parent)
     fresh, *outputs = steps.keep_fresh(back)
     assert Path(dict(zip(app.OUTPUT_NAMES, outputs, strict=True))["midi_files"][0]).exists()
     assert all(isinstance(value, type(app.gr.skip())) for value in steps.keep_fresh(fresh))

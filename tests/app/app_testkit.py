@@ -212,10 +212,6 @@ def find_note(notes, note, tolerance: float = 2e-3) -> bool:
     return any(same_note(note, other, tolerance) for other in notes)
 
 
-def is_png(path) -> bool:
-    return Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
 def dir_size(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):

@@ -19,7 +19,6 @@ from app_testkit import (
     audio_facts,
     check_audio_matches_midi,
     find_note,
-    is_png,
     midi_facts,
     named,
     raw_generate,
@@ -28,7 +27,6 @@ from app_testkit import (
 )
 from app_testkit import call_generate as generate
 from gradio_client.exceptions import AppError
-from PIL import Image
 
 from app import OUTPUT_NAMES
 from midigen.settings import setting
@@ -51,7 +49,7 @@ def check_result(result: dict, variations: int) -> None:
         facts = midi_facts(midi_path)
         assert facts.notes, f"{midi_path} has no notes"
         check_audio_matches_midi(audio_path, midi_path)
-    assert is_png(result[ROLL]), result[ROLL]
+    assert len(result[ROLL]["lanes"]) == variations, result[ROLL]
     assert "new notes" in result[SUMMARY], result[SUMMARY]
     assert isinstance(result[SEED], int) and 0 <= result[SEED] <= MAX_RANDOM_SEED, result[SEED]
 
@@ -142,11 +140,24 @@ def test_randomize_returns_the_seed_it_used(app_client):
     assert Path(again[MIDI][0]).read_bytes() == Path(first[MIDI][0]).read_bytes()
 
 
-def test_piano_roll_is_a_png(from_scratch):
-    with Image.open(from_scratch[ROLL]) as image:
-        assert image.format == "PNG"
-        width, height = image.size
-    assert width >= 200 and height >= 50, (width, height)
+def test_piano_roll_holds_each_variations_notes(from_scratch):
+    roll = from_scratch[ROLL]
+    for lane, midi_path in zip(roll["lanes"], from_scratch[MIDI], strict=True):
+        drawn = sorted((p, s, e) for p, s, e, new in lane["notes"])
+        assert drawn and all(new == 1 for *_, new in lane["notes"])  # from scratch: everything is new
+        assert all(same_note(a, b) for a, b in zip(drawn, sorted(midi_facts(midi_path).notes), strict=True))
+    assert roll["low"] <= min(n[0] for lane in roll["lanes"] for n in lane["notes"])
+
+
+def test_piano_roll_marks_the_seed_and_where_the_new_music_starts(seeded, seed_files):
+    keep, drop = seeded
+    seed = midi_facts(seed_files["scale"])
+    (lane,) = keep[ROLL]["lanes"]
+    old = [(p, s, e) for p, s, e, new in lane["notes"] if not new]
+    assert len(old) == len(seed.notes) and all(find_note(seed.notes, note) for note in old)
+    assert lane["boundary"] >= max(start for _, start, _ in seed.notes)
+    assert all(s >= lane["boundary"] - 1e-3 for _, s, _, new in lane["notes"] if new)
+    assert all(new for *_, new in drop[ROLL]["lanes"][0]["notes"])
 
 
 def test_audio_payload_is_at_most_1_mb_per_30_s(app_client):
@@ -164,7 +175,6 @@ def test_outputs_are_written_once_inside_gradios_cache(midigen_app):
     assert result.kind == "complete", result
     outputs = named(result.data)
     paths = [outputs[name]["path"] for name in AUDIO if outputs[name]] + [v["path"] for v in outputs[MIDI]]
-    paths.append(outputs[ROLL]["path"])
     outputs = (midigen_app.temp_dir / "gradio" / "midigen").resolve()
     folders = {Path(path).resolve().parent for path in paths}
     assert len(folders) == 1, folders

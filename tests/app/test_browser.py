@@ -44,11 +44,12 @@ SUMMARY = """(previous) => {
 PLAYER_DRAWN = "() => [...document.querySelectorAll('time')].some(t => /^[0-9]+:[0-9]+$/.test(t.textContent.trim()) " \
                "&& t.textContent.trim() !== '0:00')"
 ROLL_BOX = """() => {
-  const image = document.querySelector('#piano-roll img');
-  if (!image || !image.complete || !image.naturalWidth) return null;
-  const box = image.getBoundingClientRect();
-  return {width: box.width, height: box.height, naturalWidth: image.naturalWidth, naturalHeight: image.naturalHeight};
+  const canvas = document.querySelector('#piano-roll canvas');
+  if (!canvas || !canvas.width) return null;
+  const box = canvas.getBoundingClientRect();
+  return {width: box.width, height: box.height};
 }"""
+ROLL = "#piano-roll [data-lanes]"
 NO_OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth + 1"
 
 
@@ -344,3 +345,40 @@ def test_continue_and_back_work_after_the_sweep(page, midigen_app, tmp_path):
     assert abs(audio["duration"] - first_audio["duration"]) < 0.5, (audio, first_audio)
     name, again = download_midi(page, tmp_path / "again")
     assert name == first_name and again.notes == first.notes
+
+
+def roll_time(page) -> float:
+    return float(page.locator(ROLL).get_attribute("data-time"))
+
+
+def test_piano_roll_follows_the_music_and_seeks(page, screenshot):
+    variations = page.get_by_label("number input for Variations")
+    variations.fill("2")
+    variations.press("Enter")
+    click(page, "Generate")
+    wait_for_summary(page)
+    page.wait_for_function(f"() => document.querySelector('{ROLL}')?.dataset.lanes === '2'")
+    page.wait_for_function(PLAYER_DRAWN)
+    second_lane = page.locator(".roll-lane").nth(1)
+    before = second_lane.screenshot()
+
+    page.locator("#player-2 button[aria-label='Play']").click()
+    page.wait_for_function(f"() => Number(document.querySelector('{ROLL}').dataset.time) > 1.0")
+    head = second_lane.locator(".roll-playhead")
+    page.wait_for_function("(e) => parseFloat(e.style.left) > 48", arg=head.element_handle())
+    assert second_lane.screenshot() != before, "the roll did not change while the music played"
+    screenshot(page, "roll-playing")
+
+    second_lane.click(position={"x": 20 * 48, "y": 40})  # 48 px per second: jump to about 20 s
+    page.wait_for_function(f"() => Number(document.querySelector('{ROLL}').dataset.time) >= 19.5")
+    assert page.evaluate("window.midigenRoll.laneMedia[1].currentTime") >= 19.5
+    page.locator("#player-2 button[aria-label='Pause']").click()
+
+
+def test_clicking_the_roll_before_playing_starts_there(page):
+    click(page, "Generate")
+    wait_for_summary(page)
+    page.wait_for_function(PLAYER_DRAWN)
+    page.locator(".roll-lane").first.click(position={"x": 10 * 48, "y": 40})
+    page.wait_for_function(f"() => Number(document.querySelector('{ROLL}').dataset.time) >= 9.5")
+    page.locator("#player-1 button[aria-label='Pause']").click()
