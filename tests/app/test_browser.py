@@ -1,7 +1,8 @@
 """The page in a real browser (Playwright on Debian's chromium): upload, Generate, listen,
 download, Continue, Back, errors, and the layout at phone width.
 
-Screenshots go to the test's tmp folder and, when MIDIGEN_SCREENSHOT_DIR is set, there too.
+Screenshots are test artefacts: they go to ``test-artifacts/screenshots`` (or MIDIGEN_SCREENSHOT_DIR),
+at 1280 px and at 390 px (a phone), to be opened and looked at.
 """
 
 from __future__ import annotations
@@ -86,16 +87,18 @@ def page(browser, midigen_app):
         page.context.close()
 
 
+SCREENSHOTS = Path(os.environ.get("MIDIGEN_SCREENSHOT_DIR") or Path(__file__).resolve().parents[2] / "test-artifacts"
+                   / "screenshots")
+
+
 @pytest.fixture
-def screenshot(tmp_path):
-    """``screenshot(page, name)`` saves ``name.png`` in tmp_path (and MIDIGEN_SCREENSHOT_DIR)."""
+def screenshot():
+    """``screenshot(page, name)`` saves ``name.png`` in ``SCREENSHOTS``."""
 
     def take(page, name: str) -> Path:
-        path = tmp_path / f"{name}.png"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
-        if folder := os.environ.get("MIDIGEN_SCREENSHOT_DIR"):
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, Path(folder) / path.name)
         return path
 
     return take
