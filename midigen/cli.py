@@ -63,7 +63,8 @@ def add_generate(commands) -> None:
     length = p.add_mutually_exclusive_group()
     length.add_argument("--notes", type=int, help="number of new notes")
     length.add_argument("--seconds", type=float, help="seconds of new music (default 30)")
-    p.add_argument("--bpm", type=float, help="tempo (default: the seed's, or the model's choice)")
+    p.add_argument("--bpm", type=float,
+                   help="tempo (default: the model's choice); with a kept seed the new music keeps the seed's tempo")
     p.add_argument("--program", type=int, default=0, help="General MIDI program, 0-127 (0: piano)")
     p.add_argument("--random-seed", type=int, help="same seed and settings give the same file")
     p.add_argument("--variations", type=int, default=1)
@@ -74,7 +75,8 @@ def add_generate(commands) -> None:
 
 def run_generate(args) -> None:
     from .generate import GenerationRequest, Generator
-    from .midi_io import MidiLimits, load_midi
+    from .midi_io import MidiLimits, read_midi
+    from .splice import Seed
 
     request = GenerationRequest(
         temperature=args.temperature, top_p=args.top_p, notes=args.notes,
@@ -82,13 +84,13 @@ def run_generate(args) -> None:
         bpm=args.bpm, program=args.program,
         random_seed=args.random_seed, variations=args.variations, continuation_only=args.continuation_only,
     )
-    seed = load_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7)) if args.seed_midi else None
+    seed = Seed(read_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7))) if args.seed_midi else None
     results = Generator(args.weights, args.device).generate(request, seed)
     out = Path(args.out)
     for index, result in enumerate(results, start=1):
         path = out if len(results) == 1 else out.with_name(f"{out.stem}-{index}{out.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        result.midi.write(str(path))
+        path.write_bytes(result.data)
         print(f"{path}: {len(result.continuation.notes)} new notes, {result.seconds:.1f} s, "
               f"random seed {result.random_seed}")
         if args.audio:

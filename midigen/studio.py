@@ -3,7 +3,8 @@
 ``clean_settings`` turns whatever arrives from the page or the API into a valid
 ``GenerationRequest`` (clamping numbers to the documented ranges, rejecting
 non-numbers); ``Studio.run`` loads the seed safely, samples, writes the MIDI,
-renders audio and draws the piano roll into a fresh per-request folder.
+renders audio and draws the piano roll into a fresh per-request folder. The MIDI
+holds the whole seed; audio and piano roll may start shortly before the new music.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from . import pianoroll
 from .generate import MAX_RANDOM_SEED, Generated, GenerationRequest, Generator
-from .midi_io import MidiLimits, load_midi, trim_to_last
+from .midi_io import MidiLimits, read_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
-from .tokenizer import Score
+from .splice import Seed, excerpt
+
+PREVIEW_SEED_SECONDS = 15.0  # audio and piano roll start this long before the new music (the file holds all)
 
 
 class UserError(ValueError):
@@ -119,70 +122,72 @@ class Studio:
         self.output_root = output_root or Path(tempfile.gettempdir()) / "midigen-outputs"
         self.output_root.mkdir(parents=True, exist_ok=True)
 
-    def load_seed(self, path: str | Path | None) -> tuple[object | None, list[str]]:
-        """The uploaded seed, validated and cut to its last part if long (with a notice)."""
+    def load_seed(self, path: str | Path | None) -> tuple[Seed | None, list[str]]:
+        """The uploaded seed, validated; the model reads only its last part if it is long (with a notice)."""
         if not path:
             return None, []
         try:
-            midi = load_midi(path, self.limits.upload)
+            file = read_midi(path, self.limits.upload)
         except ValueError as error:
             raise UserError(str(error)) from None
-        midi, trimmed = trim_to_last(midi, self.limits.max_seed_notes, self.limits.max_seed_seconds)
-        notice = (f"The seed was long: only its last {self.limits.max_seed_notes} notes / "
-                  f"{self.limits.max_seed_seconds:.0f} seconds are used.")
-        return midi, [notice] if trimmed else []
+        part = trim_to_last(file.midi, self.limits.max_seed_notes, self.limits.max_seed_seconds)
+        notice = (f"The seed was long: the music continues from its last {self.limits.max_seed_notes} notes / "
+                  f"{self.limits.max_seed_seconds:.0f} seconds. With the seed kept, the MIDI file holds all of it.")
+        return Seed(file, part.midi, part.start), [notice] if part.trimmed else []
 
     def run(self, seed_path, request: GenerationRequest, sample: Callable | None = None,
             progress: Callable[[float, str], None] | None = None) -> StudioResult:
-        """Generate, write and render; ``sample(request, seed_midi)`` defaults to the CPU generator."""
+        """Generate, write and render; ``sample(request, seed)`` defaults to the CPU generator."""
         progress = progress or (lambda fraction, message: None)
         started = time.perf_counter()
         self.sweep()
         progress(0.05, "Reading the seed")
-        seed_midi, notices = self.load_seed(seed_path)
+        seed, notices = self.load_seed(seed_path)
         progress(0.15, "Composing")
-        results: list[Generated] = (sample or self.generator.generate)(request, seed_midi)
+        results: list[Generated] = (sample or self.generator.generate)(request, seed)
         sampled = time.perf_counter()
         folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.output_root))
         stems = [folder / f"midigen-{result.random_seed}-{index}" for index, result in enumerate(results, start=1)]
         midi_paths, audio_paths = [stem.with_suffix(".mid") for stem in stems], []
         for result, midi_path in zip(results, midi_paths, strict=True):
-            result.midi.write(str(midi_path))
+            midi_path.write_bytes(result.data)
+        kept = seed is not None and not request.continuation_only
+        first = results[0]
+        if kept and request.bpm:
+            notices.append(f"The new music keeps the seed's tempo ({seed.bpm:.0f} BPM); the Tempo setting applies "
+                           "when the seed is left out.")
+        preview_start = max(seed.last_onset - PREVIEW_SEED_SECONDS, 0.0) if kept else 0.0
+        if preview_start:
+            notices.append(f"Audio and piano roll start {PREVIEW_SEED_SECONDS:.0f} s before the new music, at "
+                           f"{_clock(preview_start)}; the MIDI file holds the whole piece ({_clock(first.seconds)}).")
+        previews = [excerpt(result.midi, preview_start) for result in results]
         progress(0.5, "Rendering audio")
         try:
             renderer = get_renderer()
             encoded = []
             with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
-                for result, stem in zip(results, stems, strict=True):
+                for preview, stem in zip(previews, stems, strict=True):
                     # LAME encodes this variation while FluidSynth renders the next (both release the GIL)
-                    samples = renderer.render(result.midi, max_seconds=self.limits.max_seconds * 3)
+                    samples = renderer.render(preview, max_seconds=self.limits.max_seconds * 3)
                     encoded.append(encoder.submit(write_audio, samples, stem.with_suffix(".mp3")))
             audio_paths = [job.result() for job in encoded]
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
         progress(0.9, "Drawing")
-        lanes = [(Score([]) if request.continuation_only else r.seed, self._shown_continuation(r, request))
-                 for r in results]
-        roll = pianoroll.draw(lanes, self.generator.tokenizer.config.steps_per_beat)
+        lanes = [([n for i in p.instruments[:-1] if not i.is_drum for n in i.notes], p.instruments[-1].notes)
+                 for p in previews]
+        roll = pianoroll.draw(lanes)
         pianoroll_path = folder / "pianoroll.png"
         Image.fromarray(roll).save(pianoroll_path, optimize=False, compress_level=1)
         elapsed = time.perf_counter() - started
-        first = results[0]
         summary = (
             f"{len(first.continuation.notes)} new notes"
-            + (f" after {len(first.seed.notes)} seed notes" if first.seed.notes else "")
-            + f", {first.seconds:.1f} s at {first.midi.get_tempo_changes()[1][0]:.0f} BPM"
+            + (f" after {seed.note_count} seed notes" if kept else "")
+            + f", {first.seconds:.1f} s at {first.continuation.bpm:.0f} BPM"
             + (f", {len(results)} variations" if len(results) > 1 else "")
             + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s, ready in {elapsed:.2f} s."
         )
         return StudioResult(folder, midi_paths, audio_paths, pianoroll_path, first.random_seed, summary, notices)
-
-    @staticmethod
-    def _shown_continuation(result: Generated, request: GenerationRequest) -> Score:
-        if not request.continuation_only or not result.continuation.notes:
-            return result.continuation
-        first = result.continuation.notes[0].start
-        return Score([replace(n, start=n.start - first) for n in result.continuation.notes], result.continuation.bpm)
 
     def sweep(self) -> None:
         """Remove request folders older than ``output_max_age_s``."""
@@ -194,3 +199,9 @@ class Studio:
             except FileNotFoundError:
                 continue
 
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}:{rest:02d}"
