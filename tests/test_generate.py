@@ -9,7 +9,9 @@ from dataclasses import replace
 
 import pretty_midi
 import pytest
+import soundfile as sf
 from midigen_testkit import SHIPPED_WEIGHTS, run_cli, write_midi
+from seed_pieces import band, contents, missing, performance
 
 from midigen import cli
 from midigen.generate import MAX_RANDOM_SEED, GenerationRequest, shift_to_zero
@@ -128,6 +130,26 @@ def test_continuation_only_and_seconds(tmp_path, seed_midi, shipped_generator, c
 
 def notes_of_midi(midi) -> list[tuple[int, int, int, int]]:
     return [(n.pitch, n.start, n.duration, n.velocity) for n in TOKENIZER.midi_to_score(midi).notes]
+
+
+@pytest.mark.parametrize("build", [performance, band], ids=["performance", "band"])
+def test_cli_keeps_a_real_world_seed_exactly(tmp_path, capsys, build):
+    seed = tmp_path / "seed.mid"
+    seed.write_bytes(build())
+    out = tmp_path / "out.mid"
+    assert cli.main(["generate", "--out", str(out), "--seed-midi", str(seed), "--seconds", "3", "--program", "40",
+                     "--random-seed", "2", "--device", "cpu", "--audio", str(tmp_path / "out.wav")]) == 0
+    new_count = int(re.search(r": (\d+) new notes", capsys.readouterr().out).group(1))
+    before, after = contents(seed.read_bytes()), contents(out.read_bytes())
+    assert not missing(before.notes, after.notes) and not missing(before.controls, after.controls)
+    assert not missing(before.bends, after.bends) and after.tempi == before.tempi
+    new = pretty_midi.PrettyMIDI(str(out)).instruments[-1]
+    assert new.program == 40 and len(new.notes) == new_count > 0
+    seed_midi = pretty_midi.PrettyMIDI(str(seed))
+    assert min(n.start for n in new.notes) >= max(n.start for i in seed_midi.instruments if not i.is_drum
+                                                   for n in i.notes)
+    audio = sf.info(str(tmp_path / "out.wav"))  # the whole piece, seed instruments included
+    assert audio.duration == pytest.approx(pretty_midi.PrettyMIDI(str(out)).get_end_time() + 1.0, abs=0.05)
 
 
 def test_invalid_temperature_is_a_one_line_error(tmp_path):
