@@ -87,7 +87,8 @@ def performance(seconds: float = 40.0, seed: int = 1, resolution: int = 960, bpm
 def band(bars: int = 12, seed: int = 2, resolution: int = 480) -> bytes:
     """A pop arrangement (format 1): a conductor track with tempo, time-signature and key changes, nine
     instrument tracks on their own channels with programs (one changing mid-song), volume, pan,
-    expression and modulation controllers, pitch bends, and drums on channel 10."""
+    expression and modulation controllers, a sustain pedal on the piano, pitch bends, and drums on
+    channel 10."""
     rng = random.Random(seed)
     bar = 4 * resolution
     end = bars * bar
@@ -111,6 +112,11 @@ def band(bars: int = 12, seed: int = 2, resolution: int = 480) -> bytes:
         for tick in range(0, end, step):
             on = tick + rng.randint(0, 12)
             _note(events, channel, rng.randint(low, high), on, on + step - rng.randint(10, 60), rng.randint(40, 120))
+        if name == "Piano":
+            for tick in range(0, end, bar):
+                events += [(tick + 10, 0, mido.Message("control_change", channel=channel, control=SUSTAIN, value=127)),
+                           (tick + bar - 20, 0, mido.Message("control_change", channel=channel, control=SUSTAIN,
+                                                             value=0))]
         if name == "Guitar":
             for tick in range(bar, end, bar):
                 events += [(tick + 60, 0, mido.Message("pitchwheel", channel=channel, pitch=rng.randint(-4000, 4000))),
