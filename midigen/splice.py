@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import struct
 from dataclasses import dataclass
 from functools import cached_property
@@ -97,17 +98,21 @@ def splice(seed: Seed, continuation: Score, steps_per_beat: int, program: int) -
     return midi, data
 
 
-def excerpt(midi: pretty_midi.PrettyMIDI, start: float) -> pretty_midi.PrettyMIDI:
+def excerpt(midi: pretty_midi.PrettyMIDI, start: float, max_held: int | None = None) -> pretty_midi.PrettyMIDI:
     """``midi`` from ``start`` seconds on, moved to begin at 0, as a player started there sounds it: notes
-    still held at ``start`` sound from 0, and every controller (the sustain pedal, say) and the pitch bend
-    begin at the value they had. Instruments keep their order, programs and names."""
+    still held at ``start`` sound from 0 (at most ``max_held`` of them, the last pressed), and every
+    controller (the sustain pedal, say) and the pitch bend begin at the value they had. Instruments keep
+    their order, programs and names."""
     if start <= 0:
         return midi
+    held = sorted((n.start for instrument in midi.instruments for n in instrument.notes if n.start < start < n.end),
+                  reverse=True)
+    earliest = held[max_held - 1] if max_held is not None and len(held) > max_held else -math.inf
     out = pretty_midi.PrettyMIDI(resolution=midi.resolution)
     for instrument in midi.instruments:
         part = pretty_midi.Instrument(instrument.program, instrument.is_drum, instrument.name)
         part.notes = [pretty_midi.Note(n.velocity, n.pitch, max(n.start - start, 0.0), n.end - start)
-                      for n in instrument.notes if n.end > start]
+                      for n in instrument.notes if n.end > start and n.start >= earliest]
         part.control_changes = _chase(instrument.control_changes, start, lambda c: c.number,
                                       lambda c, t: pretty_midi.ControlChange(c.number, c.value, t))
         part.pitch_bends = _chase(instrument.pitch_bends, start, lambda b: 0,

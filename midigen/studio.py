@@ -26,7 +26,11 @@ from .midi_io import MidiLimits, read_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
 from .splice import Seed, excerpt
 
-PREVIEW_SEED_SECONDS = 15.0  # audio and piano roll start this long before the new music (the file holds all)
+# Audio and piano roll start this long before the new music, or later if the seed has more notes in that time
+# (the MIDI file holds all): long or dense seeds cost no more to render and draw than short ones.
+PREVIEW_SEED_SECONDS = 15.0
+PREVIEW_SEED_NOTES = 1000
+PREVIEW_HELD_NOTES = 64  # at most this many of the notes still held where the preview starts sound in it
 
 
 class UserError(ValueError):
@@ -156,11 +160,12 @@ class Studio:
         if kept and request.bpm:
             notices.append(f"The new music keeps the seed's tempo ({seed.bpm:.0f} BPM); the Tempo setting applies "
                            "when the seed is left out.")
-        preview_start = max(seed.last_onset - PREVIEW_SEED_SECONDS, 0.0) if kept else 0.0
+        preview_start = _preview_start(seed) if kept else 0.0
         if preview_start:
-            notices.append(f"Audio and piano roll start {PREVIEW_SEED_SECONDS:.0f} s before the new music, at "
-                           f"{_clock(preview_start)}; the MIDI file holds the whole piece ({_clock(first.seconds)}).")
-        previews = [excerpt(result.midi, preview_start) for result in results]
+            notices.append(f"Audio and piano roll start {round(seed.last_onset - preview_start, 1):g} s before the new "
+                           f"music, at {_clock(preview_start)}; the MIDI file holds the whole piece "
+                           f"({_clock(first.seconds)}).")
+        previews = [excerpt(result.midi, preview_start, PREVIEW_HELD_NOTES) for result in results]
         progress(0.5, "Rendering audio")
         try:
             renderer = get_renderer()
@@ -199,6 +204,14 @@ class Studio:
             except FileNotFoundError:
                 continue
 
+
+
+def _preview_start(seed: Seed) -> float:
+    """Where audio and piano roll begin: ``PREVIEW_SEED_SECONDS`` before the new music, later if more than
+    ``PREVIEW_SEED_NOTES`` seed notes start from there on, 0 when that is the seed's beginning."""
+    onsets = sorted(n.start for instrument in seed.file.midi.instruments for n in instrument.notes)
+    nth_last = onsets[-PREVIEW_SEED_NOTES] if len(onsets) > PREVIEW_SEED_NOTES else 0.0
+    return min(max(seed.last_onset - PREVIEW_SEED_SECONDS, nth_last, 0.0), seed.last_onset)
 
 
 def _clock(seconds: float) -> str:
