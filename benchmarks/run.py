@@ -422,7 +422,8 @@ def worst_upload(kind: str, limits: MidiLimits, bpm: float = 120.0, resolution: 
     """A type-0 file at the upload limits: the most notes (every event a note-on or note-off, no running
     status), 10 s short of the longest piece, padded with a text event to the largest size. ``spread``: notes
     evenly over the piece; ``dense end``: all but the first in its last 15 s; ``held``: every note held to
-    the end, so a player started near the end hears all of them at once."""
+    the end, so a player started near the end hears all of them at once; ``controllers``: the events are
+    sustain-pedal changes in the last 15 s but for a note at the start and one at the end."""
     notes = limits.max_events // 2 - 5
     ticks_per_second = resolution * bpm / 60
     end = round((limits.max_seconds - 10) * ticks_per_second)
@@ -432,6 +433,10 @@ def worst_upload(kind: str, limits: MidiLimits, bpm: float = 120.0, resolution: 
     else:
         spans = [(i * end // notes, end // notes // 2) for i in range(notes)]
     events = []
+    if kind == "controllers":
+        first = end - round(15 * ticks_per_second)
+        events += [(first + i * (end - first) // (2 * notes), 2, bytes([0xB0, 64, i % 128])) for i in range(2 * notes)]
+        spans = [(0, 48), (end, 48)]
     for index, (start, length) in enumerate(spans):
         pitch = 24 + index % 80
         stop = end + 1 if kind == "held" else start + length
@@ -465,7 +470,7 @@ def seeds(weights: Path, quick: bool) -> list[Row]:
         limits = replace(limits, max_events=4000, max_seconds=120.0, max_bytes=32 << 10)
     with tempfile.TemporaryDirectory() as folder:
         paths = {}
-        for kind in ("spread", "dense end", "held"):
+        for kind in ("spread", "dense end", "held", "controllers"):
             paths[kind] = str(Path(folder) / f"{kind.replace(' ', '-')}.mid")
             Path(paths[kind]).write_bytes(worst_upload(kind, limits))
         results = in_fresh_process(quick, seeds_child, str(weights), paths, seconds, variations)

@@ -26,10 +26,11 @@ from .midi_io import MidiLimits, read_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
 from .splice import Seed, excerpt
 
-# Audio and piano roll start this long before the new music, or later if the seed has more notes in that time
-# (the MIDI file holds all): long or dense seeds cost no more to render and draw than short ones.
+# Audio and piano roll start this long before the new music, or later if the seed has more events (notes,
+# controller changes, pitch bends) in that time; the MIDI file holds all. So long or dense seeds cost no more
+# to render and draw than short ones.
 PREVIEW_SEED_SECONDS = 15.0
-PREVIEW_SEED_NOTES = 1000
+PREVIEW_SEED_EVENTS = 3000
 PREVIEW_HELD_NOTES = 64  # at most this many of the notes still held where the preview starts sound in it
 
 
@@ -208,9 +209,12 @@ class Studio:
 
 def _preview_start(seed: Seed) -> float:
     """Where audio and piano roll begin: ``PREVIEW_SEED_SECONDS`` before the new music, later if more than
-    ``PREVIEW_SEED_NOTES`` seed notes start from there on, 0 when that is the seed's beginning."""
-    onsets = sorted(n.start for instrument in seed.file.midi.instruments for n in instrument.notes)
-    nth_last = onsets[-PREVIEW_SEED_NOTES] if len(onsets) > PREVIEW_SEED_NOTES else 0.0
+    ``PREVIEW_SEED_EVENTS`` of the seed's note onsets, controller changes and pitch bends come from there on,
+    0 when that is the seed's beginning."""
+    instruments = seed.file.midi.instruments
+    times = sorted([n.start for i in instruments for n in i.notes]
+                   + [e.time for i in instruments for e in (*i.control_changes, *i.pitch_bends)])
+    nth_last = times[-PREVIEW_SEED_EVENTS] if len(times) > PREVIEW_SEED_EVENTS else 0.0
     return min(max(seed.last_onset - PREVIEW_SEED_SECONDS, nth_last, 0.0), seed.last_onset)
 
 
