@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 import secrets
 from dataclasses import dataclass, replace
@@ -12,7 +11,7 @@ import pretty_midi
 
 from . import checkpoint
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
-from .splice import Seed, splice
+from .splice import Seed, midi_bytes, splice
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
 MAX_RANDOM_SEED = 2**31 - 1
@@ -159,13 +158,6 @@ class Generator:
             max_steps=position + max(1, round(request.seconds * steps_per_second)),
             max_tokens=math.ceil(request.seconds * TOKENS_PER_SECOND) + 64,
         )
-
-
-def midi_bytes(midi: pretty_midi.PrettyMIDI) -> bytes:
-    """The file pretty_midi writes for ``midi``."""
-    buffer = io.BytesIO()
-    midi.write(buffer)
-    return buffer.getvalue()
 
 
 def shift_to_zero(score: Score) -> Score:

@@ -44,9 +44,7 @@ class Seed:
     @classmethod
     def from_midi(cls, midi: pretty_midi.PrettyMIDI) -> Seed:
         """The whole of ``midi`` as a seed (the file is what pretty_midi writes for it)."""
-        buffer = io.BytesIO()
-        midi.write(buffer)
-        return cls(read_midi(buffer.getvalue(), UNBOUNDED))
+        return cls(read_midi(midi_bytes(midi), UNBOUNDED))
 
     @property
     def primed(self) -> pretty_midi.PrettyMIDI:
@@ -119,6 +117,13 @@ def excerpt(midi: pretty_midi.PrettyMIDI, start: float, max_held: int | None = N
                                   lambda b, t: pretty_midi.PitchBend(b.pitch, t))
         out.instruments.append(part)
     return out
+
+
+def midi_bytes(midi: pretty_midi.PrettyMIDI) -> bytes:
+    """The file pretty_midi writes for ``midi``."""
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
 
 
 def _chase(events: list, start: float, kind, make) -> list:

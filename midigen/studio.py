@@ -206,7 +206,6 @@ class Studio:
                 continue
 
 
-
 def _preview_start(seed: Seed) -> float:
     """Where audio and piano roll begin: ``PREVIEW_SEED_SECONDS`` before the new music, later if more than
     ``PREVIEW_SEED_EVENTS`` of the seed's note onsets, controller changes and pitch bends come from there on,

@@ -180,3 +180,14 @@ def test_excerpt_chases_held_notes_controllers_and_bends():
     assert [(n.start, round(n.end, 9)) for n in kit.notes] == [(0.0, 0.1), (1.0, 1.1)]
     assert midi.instruments[0].notes[1].start == 1.0  # the piece itself is left alone
     assert excerpt(midi, 0.0) is midi
+
+
+def test_excerpt_chases_at_most_the_last_pressed_held_notes():
+    midi = pretty_midi.PrettyMIDI()
+    organ = pretty_midi.Instrument(19)
+    organ.notes += [pretty_midi.Note(80, 40 + i, 0.1 * i, 10.0) for i in range(20)]  # all held at 5 s
+    organ.notes.append(pretty_midi.Note(80, 90, 6.0, 7.0))
+    midi.instruments.append(organ)
+    part = excerpt(midi, 5.0, max_held=3)
+    assert [(n.pitch, n.start) for n in part.instruments[0].notes] == [(57, 0.0), (58, 0.0), (59, 0.0), (90, 1.0)]
+    assert len(excerpt(midi, 5.0).instruments[0].notes) == 21

@@ -146,3 +146,21 @@ def test_a_tempo_setting_with_a_kept_seed_is_explained(studio, seeds):
     assert any("keeps the seed's tempo (100 BPM)" in notice for notice in result.notices), result.notices
     assert "at 100 BPM" in result.summary
     assert contents(result.midi_paths[0].read_bytes()).tempi == contents(seeds["band"].read_bytes()).tempi
+
+
+def test_a_dense_seed_is_previewed_from_its_last_events(studio, tmp_path):
+    """4,000 notes in the last 8 s: audio and piano roll begin where the last 3,000 start, and say so."""
+    midi = pretty_midi.PrettyMIDI(initial_tempo=120)
+    piano = pretty_midi.Instrument(0)
+    piano.notes.append(pretty_midi.Note(70, 60, 0.0, 1.0))
+    piano.notes += [pretty_midi.Note(70, 40 + i % 40, 30 + 0.002 * i, 30.05 + 0.002 * i) for i in range(4000)]
+    midi.instruments.append(piano)
+    seed = tmp_path / "dense.mid"
+    midi.write(str(seed))
+    result = studio.run(seed, REQUEST)
+    (notice,) = [n for n in result.notices if "before the new music" in n]
+    start = 30 + 0.002 * 1000  # the 3,000th last onset
+    assert f"{round(0.002 * 3999 - 0.002 * 1000, 1):g} s before the new music, at 0:32" in notice
+    end = pretty_midi.PrettyMIDI(str(result.midi_paths[0])).get_end_time()
+    assert sf.info(str(result.audio_paths[0])).duration == pytest.approx(end - start + TAIL_SECONDS, abs=0.1)
+    assert not missing(contents(seed.read_bytes()).notes, contents(result.midi_paths[0].read_bytes()).notes)
