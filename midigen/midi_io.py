@@ -239,6 +239,7 @@ def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
             else:
                 if status >= 0x80:
                     running, pos = status, pos + 1
+                    scan.channels.add(status & 0x0F)  # an invalid status is refused just below
                 elif running is None:
                     raise MidiError("This MIDI file is damaged: an event has no status byte (bad running status).")
                 if running not in _CHANNEL_DATA_BYTES:
@@ -246,7 +247,6 @@ def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
                 is_note = (running & 0xF0) == 0x90 and track[pos + 1] > 0
                 pos += _CHANNEL_DATA_BYTES[running]
                 scan.count(is_note)
-                scan.channels.add(running & 0x0F)
     except IndexError as exc:
         raise MidiError(_TRUNCATED) from exc
     if pos > len(track):
