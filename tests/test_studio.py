@@ -14,6 +14,7 @@ from PIL import Image
 from seed_pieces import band, channels, contents, long_piece, missing, performance, track_chunks
 
 from midigen import pianoroll
+from midigen.examples import write_examples
 from midigen.generate import GenerationRequest
 from midigen.render import TAIL_SECONDS, RenderUnavailable, get_renderer
 from midigen.studio import PREVIEW_SEED_SECONDS, Studio
@@ -164,3 +165,11 @@ def test_a_dense_seed_is_previewed_from_its_last_events(studio, tmp_path):
     end = pretty_midi.PrettyMIDI(str(result.midi_paths[0])).get_end_time()
     assert sf.info(str(result.audio_paths[0])).duration == pytest.approx(end - start + TAIL_SECONDS, abs=0.1)
     assert not missing(contents(seed.read_bytes()).notes, contents(result.midi_paths[0].read_bytes()).notes)
+
+
+def test_the_example_seeds_come_back_with_their_velocities(studio, tmp_path):
+    for path in write_examples(tmp_path / "examples")[:2]:
+        result = studio.run(path, REQUEST)
+        before, after = contents(path.read_bytes()), contents(result.midi_paths[0].read_bytes())
+        assert {n[3] for n in before.notes} == {92, 64}
+        assert not missing(before.notes, after.notes)
