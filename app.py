@@ -167,7 +167,7 @@ class Steps:
         files = [named[name] for name in OUTPUT_NAMES if name.startswith("audio_") and named[name]]
         if self.studio.keep([*files, *named["midi_files"]]):
             return state, named
-        midi, audio = self.studio.restore(step["takes"], step["names"])
+        midi, audio = self.studio.restore(step["takes"], step["names"], named["piano_roll"]["start"])
         named = {**named, **{f"audio_{i}": str(p) for i, p in enumerate(audio, start=1)},
                  "midi_files": [str(p) for p in midi]}
         return history.replace_shown(state, {**step, "outputs": named}), named

@@ -17,6 +17,7 @@ import platform
 import re
 import resource
 import statistics
+import struct
 import sys
 import tempfile
 import threading
@@ -42,6 +43,7 @@ from app_testkit import call_generate  # noqa: E402
 
 from midigen import checkpoint, pianoroll  # noqa: E402
 from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # noqa: E402
+from midigen.midi_io import MidiLimits  # noqa: E402
 from midigen.model import MidiGRU, ModelConfig  # noqa: E402
 from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, grammar  # noqa: E402
@@ -334,16 +336,17 @@ def stages(generator: Generator, quick: bool) -> dict[str, float]:
             for _ in range(2 if quick else 7):
                 sampling_time.append(0.0)
                 result = clock("generate", generator.generate, request)[0]
-                clock("MIDI file writing", result.midi.write, str(Path(folder) / "a.mid"))
+                clock("MIDI file writing", (Path(folder) / "a.mid").write_bytes, result.data)
                 samples = clock("rendering (FluidSynth)", renderer.render, result.midi, max_seconds=180)
                 clock("MP3 encoding (LAME)", write_audio, samples, Path(folder) / "a.mp3")
-                clock("piano roll (note data)", lambda r=result: pianoroll.roll([pianoroll.lane(r.midi, 0.0)]))
+                clock("piano roll (note data)", lambda r=result: pianoroll.roll([pianoroll.of_midi(r.midi)]))
     finally:
         generator.sampler = sampler
         renderer.close()
     medians = {stage: statistics.median(values) for stage, values in times.items()}
     sampled = statistics.median(sampling_time)
-    return {"sampling (GRU + draw)": sampled, "tokens to MIDI objects": medians.pop("generate") - sampled, **medians}
+    midi = medians.pop("generate") - sampled
+    return {"sampling (GRU + draw)": sampled, "tokens to MIDI (objects and file bytes)": midi, **medians}
 
 
 def whole_requests(generator: Generator, quick: bool) -> dict[int, float]:
@@ -367,7 +370,85 @@ def breakdown(generator: Generator, quick: bool) -> list[Row]:
             Row("stages", f"Studio.run, {MAX_VARIATIONS} variations / 1", whole[MAX_VARIATIONS] / whole[1], "x")]
 
 
-# -- 5. GPU --------------------------------------------------------------------------------------
+# -- 5. seeds: the worst uploads the app accepts ---------------------------------------------------
+
+
+def vlq(value: int) -> bytes:
+    out = [value & 0x7F]
+    value >>= 7
+    while value:
+        out.append(0x80 | (value & 0x7F))
+        value >>= 7
+    return bytes(reversed(out))
+
+
+def worst_upload(kind: str, limits: MidiLimits, bpm: float = 120.0, resolution: int = 960) -> bytes:
+    """A type-0 file at the upload limits: the most notes (every event a note-on or note-off, no running
+    status), 10 s short of the longest piece, padded with a text event to the largest size. ``spread``: notes
+    evenly over the piece; ``dense end``: all but the first in its last 15 s; ``held``: every note held to
+    the end, so a player started near the end hears all of them at once; ``controllers``: the events are
+    sustain-pedal changes in the last 15 s but for a note at the start and one at the end."""
+    notes = limits.max_events // 2 - 5
+    ticks_per_second = resolution * bpm / 60
+    end = round((limits.max_seconds - 10) * ticks_per_second)
+    if kind == "dense end":
+        first = end - round(15 * ticks_per_second)
+        spans = [(0, 48)] + [(first + i * (end - first) // notes, 48) for i in range(notes - 1)]
+    else:
+        spans = [(i * end // notes, end // notes // 2) for i in range(notes)]
+    events = []
+    if kind == "controllers":
+        first = end - round(15 * ticks_per_second)
+        events += [(first + i * (end - first) // (2 * notes), 2, bytes([0xB0, 64, i % 128])) for i in range(2 * notes)]
+        spans = [(0, 48), (end, 48)]
+    for index, (start, length) in enumerate(spans):
+        pitch = 24 + index % 80
+        stop = end + 1 if kind == "held" else start + length
+        events += [(start, 1, bytes([0x90, pitch, 20 + index % 100])), (stop, 0, bytes([0x80, pitch, 0]))]
+    body, now = bytearray(b"\x00\xff\x51\x03" + round(60e6 / bpm).to_bytes(3, "big")), 0
+    for tick, _, message in sorted(events):
+        body += vlq(tick - now) + message
+        now = tick
+    padding = limits.max_bytes - len(body) - 14 - 8 - 4 - 8
+    body += b"\x00\xff\x01" + vlq(padding) + b"." * padding + b"\x00\xff\x2f\x00"
+    return b"MThd" + struct.pack(">IHHH", 6, 0, 1, resolution) + b"MTrk" + struct.pack(">I", len(body)) + bytes(body)
+
+
+def seeds_child(weights: str, paths: dict[str, str], seconds: float, variations: int) -> dict:
+    """``Studio.run`` without a seed, then with each worst upload, in a fresh process: wall time, RSS growth."""
+    studio = Studio(Generator(weights, device="cpu"), output_root=Path(tempfile.mkdtemp()))
+    request = GenerationRequest(seconds=seconds, variations=variations, random_seed=1)
+    studio.run(None, replace(request, seconds=2.0))  # compiled code and soundfont loaded
+    results = {}
+    for kind, path in {"no seed": None, **paths}.items():
+        with PeakRSS() as rss:
+            wall = best_of(1, studio.run, path, request)[0]
+        results[kind] = {"seconds": wall, "rss": rss.peak - rss.start}
+    return results
+
+
+def seeds(weights: Path, quick: bool) -> list[Row]:
+    limits = AppLimits().upload
+    seconds, variations = (5.0, 1) if quick else (AppLimits().max_seconds, MAX_VARIATIONS)
+    if quick:
+        limits = replace(limits, max_events=4000, max_seconds=120.0, max_bytes=32 << 10)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = {}
+        for kind in ("spread", "dense end", "held", "controllers"):
+            paths[kind] = str(Path(folder) / f"{kind.replace(' ', '-')}.mid")
+            Path(paths[kind]).write_bytes(worst_upload(kind, limits))
+        results = in_fresh_process(quick, seeds_child, str(weights), paths, seconds, variations)
+    base = results.pop("no seed")
+    size = f"{limits.max_bytes / 2**20:.2g} MB, {limits.max_events // 2 - 5:,} notes, {limits.max_seconds / 60:.0f} min"
+    rows = [Row("seeds", f"Studio.run, {seconds:.0f} s x {variations} variations, no seed", base["seconds"], "s")]
+    for kind, r in results.items():
+        rows += [Row("seeds", f"  worst upload ({size}), {kind}", r["seconds"], "s"),
+                 Row("seeds", "    / no seed", r["seconds"] / base["seconds"], "x"),
+                 Row("seeds", "    peak RSS growth during the request", r["rss"] / MB, "MB")]
+    return rows
+
+
+# -- 6. GPU --------------------------------------------------------------------------------------
 
 
 def gpu(ck, tokenizer, quick: bool) -> list[Row]:
@@ -395,7 +476,7 @@ def gpu(ck, tokenizer, quick: bool) -> list[Row]:
     return rows
 
 
-# -- 6. training ---------------------------------------------------------------------------------
+# -- 7. training ---------------------------------------------------------------------------------
 
 
 def train_child(model_config, batches: int, batch_size: int, length: int) -> dict:
@@ -429,7 +510,7 @@ def training(ck, quick: bool, tokens_per_note: float) -> list[Row]:
             Row("training", "trainer peak RSS", r["peak_rss"] / MB, "MB")]
 
 
-SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "gpu", "training")
+SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "seeds", "gpu", "training")
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -484,6 +565,7 @@ def main() -> None:
     rows += section("rendering", lambda: rendering(generator, args.quick)) or []
     rows += section("app", lambda: end_to_end(weights, args.quick)) or []
     rows += section("stages", lambda: breakdown(generator, args.quick)) or []
+    rows += section("seeds", lambda: seeds(weights, args.quick)) or []
     rows += section("gpu", lambda: gpu(ck, tokenizer, args.quick)) or []
     rows += section("training", lambda: training(ck, args.quick, sampled[1] if sampled else TOKENS_PER_NOTE)) or []
     print(f"midigen benchmarks ({'quick' if args.quick else 'full'}; {described}; {platform.machine()}, "

@@ -81,16 +81,17 @@ def request_from_args(args):
 
 def run_generate(args) -> None:
     from .generate import Generator
-    from .midi_io import MidiLimits, load_midi
+    from .midi_io import MidiLimits, read_midi
+    from .splice import Seed
 
     request = request_from_args(args)
-    seed = load_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7)) if args.seed_midi else None
+    seed = Seed(read_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7))) if args.seed_midi else None
     results = Generator(args.weights, args.device).generate(request, seed)
     out = Path(args.out)
     for index, result in enumerate(results, start=1):
         path = out if len(results) == 1 else out.with_name(f"{out.stem}-{index}{out.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
-        result.midi.write(str(path))
+        path.write_bytes(result.data)
         print(f"{path}: {len(result.continuation.notes)} new notes, {result.seconds:.1f} s, "
               f"random seed {result.random_seed}")
         if args.audio:

@@ -14,6 +14,7 @@ from . import checkpoint
 from .device import resolve_device
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
+from .splice import Seed, midi_bytes, splice
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
 TOKENS_PER_NOTE = 4
@@ -49,13 +50,23 @@ class GenerationRequest:
 
 @dataclass
 class Generated:
-    """One variation: the MIDI to write, and its notes split into seed and continuation."""
+    """One variation: the MIDI file, what it plays, and the notes the model read and wrote.
+
+    ``data`` is the file to write. ``midi`` is what it plays, in seconds: the seed's instruments when the
+    seed is kept (shared with the seed, not copied), then the new music as its last instrument. ``seed``
+    and ``continuation`` are on the model's grid: the seed as the model read it, and the new notes.
+    """
 
     midi: pretty_midi.PrettyMIDI
     seed: Score
     continuation: Score
     tokens: list[int]
     random_seed: int
+    data: bytes
+
+    @property
+    def new_music(self) -> pretty_midi.Instrument:
+        return self.midi.instruments[-1]
 
     @property
     def seconds(self) -> float:
@@ -90,27 +101,41 @@ class Generator:
     def __repr__(self) -> str:
         return f"Generator({self.checkpoint.model_config}, device={self.device})"
 
-    def generate(self, request: GenerationRequest, seed_midi: pretty_midi.PrettyMIDI | None = None) -> list[Generated]:
-        """Sample ``request.variations`` pieces continuing ``seed_midi`` (or from scratch)."""
+    def generate(self, request: GenerationRequest,
+                 seed_midi: Seed | pretty_midi.PrettyMIDI | None = None) -> list[Generated]:
+        """Sample ``request.variations`` pieces continuing ``seed_midi`` (or from scratch).
+
+        With the seed kept (``request.continuation_only`` False) the output is the seed file as it is plus
+        the new music, which keeps the seed's final tempo (``request.bpm`` then only applies without a seed
+        or with ``continuation_only``).
+        """
         tok = self.tokenizer
         random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
-        seed = tok.midi_to_score(seed_midi) if seed_midi is not None else Score([], request.bpm or 0.0)
-        if request.bpm:
+        if isinstance(seed_midi, pretty_midi.PrettyMIDI):
+            seed_midi = Seed.from_midi(seed_midi)
+        kept = seed_midi is not None and not request.continuation_only
+        seed = tok.midi_to_score(seed_midi.primed) if seed_midi is not None else Score([], request.bpm or 0.0)
+        if request.bpm and not kept:
             seed = replace(seed, bpm=request.bpm)
         if not seed.bpm:
             seed = replace(seed, bpm=self._sample_tempo(random_seed))
         prompt = tok.score_to_tokens(seed, add_eos=False)
         position = seed.notes[-1].start if seed.notes else 0
-        settings = self._settings(request, position, seed.bpm)
+        bpm = seed_midi.bpm if kept else seed.bpm  # the tempo the new music plays at
+        settings = self._settings(request, position, bpm)
         results = []
         for tokens in self.sampler.sample(prompt, settings, request.variations, random_seed, position):
             full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm)
             seed_keys = {(n.pitch, n.start) for n in seed.notes}
-            new_notes = [n for n in full.notes if (n.pitch, n.start) not in seed_keys]
-            continuation = Score(new_notes, full.bpm)
-            kept = shift_to_zero(continuation) if request.continuation_only else full
-            midi = tok.score_to_midi(kept, program=request.program)
-            results.append(Generated(midi, Score(list(seed.notes), full.bpm), continuation, tokens, random_seed))
+            continuation = Score([n for n in full.notes if (n.pitch, n.start) not in seed_keys], bpm)
+            if kept:
+                midi, data = splice(seed_midi, continuation, tok.config.steps_per_beat, request.program)
+            else:
+                midi = tok.score_to_midi(shift_to_zero(continuation) if request.continuation_only else full,
+                                         program=request.program)
+                data = midi_bytes(midi)
+            results.append(Generated(midi, Score(list(seed.notes), seed.bpm), continuation, tokens, random_seed,
+                                     data))
         return results
 
     def _sample_tempo(self, random_seed: int) -> float:

@@ -1,8 +1,10 @@
 """The only way untrusted MIDI enters midigen: bounded, validated loading and seed trimming.
 
 Uploads are checked in cheap stages before mido and pretty_midi see them: the size, the header,
-the chunk layout, and one scan over the events that counts them and measures the piece from its
-tempo map. Anything mido or pretty_midi still raise becomes one :class:`MidiError`.
+the chunk layout, and one scan over the events that counts them, notes the channels they use and
+measures the piece from its tempo map. Anything mido or pretty_midi still raise becomes one
+:class:`MidiError`. :func:`read_midi` also returns the checked file's bytes, which an output keeps
+as they are.
 """
 
 import copy
@@ -11,13 +13,14 @@ import itertools
 import os
 import struct
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import mido
 import pretty_midi
 from mido.messages import SPEC_BY_STATUS
 
-__all__ = ["MidiError", "MidiLimits", "load_midi", "trim_to_last"]
+__all__ = ["CheckedMidi", "MidiError", "MidiLimits", "Trimmed", "load_midi", "parse_midi", "read_midi", "trim_to_last"]
 
 _DAMAGED = "This MIDI file is damaged and could not be read."
 _TRUNCATED = "This MIDI file is damaged: a track ends in the middle of an event."
@@ -47,9 +50,23 @@ class MidiLimits:
     max_ticks: int = 10_000_000
 
 
-def load_midi(
+@dataclass(frozen=True)
+class CheckedMidi:
+    """An upload that passed the checks.
+
+    ``data`` is the file as uploaded, less any chunks other than the header and the tracks (the track
+    chunks are the uploaded bytes); ``midi`` is what pretty_midi reads in it; ``channels`` are the MIDI
+    channels (0-15) its channel events use.
+    """
+
+    data: bytes
+    midi: pretty_midi.PrettyMIDI
+    channels: frozenset[int]
+
+
+def read_midi(
     data: bytes | str | os.PathLike, limits: MidiLimits = MidiLimits(), name: str | None = None
-) -> pretty_midi.PrettyMIDI:
+) -> CheckedMidi:
     """Validate and parse an uploaded MIDI file (bytes or a path); raise MidiError if it is unusable."""
     is_path = not isinstance(data, bytes | bytearray | memoryview)
     if is_path and name is None:
@@ -60,10 +77,18 @@ def load_midi(
     if len(data) > limits.max_bytes:
         raise MidiError(_too_large(len(data), limits.max_bytes))
     fmt, division, tracks = _split_chunks(data, limits)
-    _check_events(tracks, division, limits)
-    midi = _parse(b"".join([_header(fmt, len(tracks), division), *(_chunk(b"MTrk", t) for t in tracks)]))
+    channels = _check_events(tracks, division, limits)
+    data = b"".join([_header(fmt, len(tracks), division), *(_chunk(b"MTrk", t) for t in tracks)])
+    midi = parse_midi(data)
     _check_notes(midi)
-    return midi
+    return CheckedMidi(data, midi, frozenset(channels))
+
+
+def load_midi(
+    data: bytes | str | os.PathLike, limits: MidiLimits = MidiLimits(), name: str | None = None
+) -> pretty_midi.PrettyMIDI:
+    """What pretty_midi reads in an upload that passes :func:`read_midi`'s checks."""
+    return read_midi(data, limits, name).midi
 
 
 def _check_extension(name: str | os.PathLike) -> None:
@@ -158,6 +183,7 @@ class _Scan:
     events: int = 0
     notes: int = 0
     end_tick: int = 0
+    channels: set[int] = field(default_factory=set)
 
     def count(self, is_note: bool) -> None:
         self.events += 1
@@ -168,8 +194,9 @@ class _Scan:
             raise MidiError(f"This MIDI file has too many notes (over {self.limits.max_notes:,}).")
 
 
-def _check_events(tracks: list[bytes], division: int, limits: MidiLimits) -> None:
-    """Scan every event without building objects: counts, tempos and the length of the piece."""
+def _check_events(tracks: list[bytes], division: int, limits: MidiLimits) -> set[int]:
+    """Scan every event without building objects: counts, tempos and the length of the piece.
+    Returns the channels used."""
     scan = _Scan(limits)
     tempo_map = []
     for index, track in enumerate(tracks):
@@ -186,6 +213,7 @@ def _check_events(tracks: list[bytes], division: int, limits: MidiLimits) -> Non
         )
     if scan.end_tick > limits.max_ticks:
         raise MidiError(f"This MIDI file's timeline is too long ({scan.end_tick:,} ticks) to be loaded.")
+    return scan.channels
 
 
 def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
@@ -211,6 +239,7 @@ def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
             else:
                 if status >= 0x80:
                     running, pos = status, pos + 1
+                    scan.channels.add(status & 0x0F)  # an invalid status is refused just below
                 elif running is None:
                     raise MidiError("This MIDI file is damaged: an event has no status byte (bad running status).")
                 if running not in _CHANNEL_DATA_BYTES:
@@ -272,8 +301,8 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} seconds"
 
 
-def _parse(data: bytes) -> pretty_midi.PrettyMIDI:
-    """Parse validated bytes with mido and pretty_midi; any failure becomes MidiError."""
+def parse_midi(data: bytes) -> pretty_midi.PrettyMIDI:
+    """Parse checked bytes (or a file midigen wrote) with mido and pretty_midi; any failure becomes MidiError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -294,12 +323,19 @@ def _check_notes(midi: pretty_midi.PrettyMIDI) -> None:
         raise MidiError("This MIDI file only contains drums (channel 10); please upload one with melodic notes.")
 
 
-def trim_to_last(
-    midi: pretty_midi.PrettyMIDI, max_notes: int, max_seconds: float
-) -> tuple[pretty_midi.PrettyMIDI, bool]:
+class Trimmed(NamedTuple):
+    """What :func:`trim_to_last` kept: ``midi`` (moved to start at 0), whether anything was cut, and
+    ``start``, the time in the original (seconds) that became 0."""
+
+    midi: pretty_midi.PrettyMIDI
+    trimmed: bool
+    start: float
+
+
+def trim_to_last(midi: pretty_midi.PrettyMIDI, max_notes: int, max_seconds: float) -> Trimmed:
     """Keep at most the last ``max_notes`` notes and ``max_seconds`` seconds, shifted to start at 0.
 
-    Returns ``(midi, was_trimmed)``; ``midi`` is returned as is when it already fits. The tempo map,
+    ``midi`` is returned as is (``trimmed`` False, ``start`` 0) when it already fits. The tempo map,
     controls and meta events of the kept part are kept (shifted), so the beats stay where they were.
     A single note longer than ``max_seconds`` is shortened.
     """
@@ -310,13 +346,13 @@ def trim_to_last(
         key=lambda note: (note.start, note.pitch, note.end),
     )
     if not notes:
-        return midi, False
+        return Trimmed(midi, False, 0.0)
     ends = list(itertools.accumulate((note.end for note in reversed(notes)), max))[::-1]
     first = _first_kept(notes, ends, max_notes, max_seconds)
     start = notes[first].start
     stop = min(ends[first], start + max_seconds)
     if first == 0 and stop == ends[0]:
-        return midi, False
+        return Trimmed(midi, False, 0.0)
     keep = {id(note) for note in notes[first:]}
     shell = copy.copy(midi)  # Copy only the kept notes, not the whole piece.
     shell.instruments = [copy.copy(instrument) for instrument in midi.instruments]
@@ -329,7 +365,7 @@ def trim_to_last(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trimmed.adjust_times([start, stop], [0.0, stop - start])
-    return trimmed, True
+    return Trimmed(trimmed, True, start)
 
 
 def _first_kept(notes: list[pretty_midi.Note], ends: list[float], max_notes: int, max_seconds: float) -> int:

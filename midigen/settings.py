@@ -74,7 +74,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("seconds", float, 30.0, "Length (seconds)", "Seconds of new music.", "slider", 1.0, 60.0, 1.0,
             app_only=True, cli="--seconds"),
     Setting("bpm", float, 0.0, "Tempo (BPM, 0 = the seed's or the model's)",
-            "Beats per minute; 0 keeps the seed's tempo, or lets the model choose one.", "number", 40.0, 240.0,
+            "Beats per minute of the new music; 0: the seed's, or the model's choice. A kept seed keeps its own.", "number", 40.0, 240.0,
             automatic=0.0, advanced=True, cli="--bpm"),
     Setting("program", int, 0, "Instrument (General MIDI)", "General MIDI program of the new music.", "dropdown",
             0, 127, advanced=True, cli="--program", choices=GM_PROGRAMS),

@@ -1,7 +1,8 @@
 """What the web app does for one click, independent of the UI toolkit.
 
-``Studio.run`` loads the seed safely, samples, writes the MIDI, renders audio and draws the
-piano roll into a fresh per-request folder. (The settings are checked before, in ``settings``.)
+``Studio.run`` loads the seed safely, samples, writes the MIDI, renders audio and makes the
+piano roll's data in a fresh per-request folder. The MIDI holds the whole seed; audio and piano
+roll may start shortly before the new music. (The settings are checked before, in ``settings``.)
 """
 
 from __future__ import annotations
@@ -19,9 +20,17 @@ import pretty_midi
 
 from . import pianoroll
 from .generate import Generated, GenerationRequest, Generator
-from .midi_io import MidiLimits, load_midi, trim_to_last
+from .midi_io import MidiLimits, read_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
 from .settings import UserError, setting
+from .splice import Seed, excerpt
+
+# Audio and piano roll start this long before the new music, or later if the seed has more events (notes,
+# controller changes, pitch bends) in that time; the MIDI file holds all. So long or dense seeds cost no more
+# to render and draw than short ones.
+PREVIEW_SEED_SECONDS = 15.0
+PREVIEW_SEED_EVENTS = 3000
+PREVIEW_HELD_NOTES = 64  # at most this many of the notes still held where the preview starts sound in it
 
 
 @dataclass(frozen=True)
@@ -43,7 +52,7 @@ class StudioResult:
     folder: Path
     midi_paths: list[Path]
     audio_paths: list[Path]
-    roll: dict  # pianoroll.roll: the notes the page draws
+    roll: dict  # pianoroll.roll: the notes the page draws, and where in the MIDI its audio starts
     random_seed: int
     summary: str
     notices: list[str]
@@ -58,72 +67,76 @@ class Studio:
         self.output_root = output_root or Path(tempfile.gettempdir()) / "midigen-outputs"
         self.output_root.mkdir(parents=True, exist_ok=True)
 
-    def load_seed(self, path: str | Path | None) -> tuple[object | None, list[str]]:
-        """The uploaded seed, validated and cut to its last part if long (with a notice)."""
+    def load_seed(self, path: str | Path | None) -> tuple[Seed | None, list[str]]:
+        """The uploaded seed, validated; the model reads only its last part if it is long (with a notice)."""
         if not path:
             return None, []
         try:
-            midi = load_midi(path, self.limits.upload)
+            file = read_midi(path, self.limits.upload)
         except ValueError as error:
             raise UserError(str(error)) from None
-        midi, trimmed = trim_to_last(midi, self.limits.max_seed_notes, self.limits.max_seed_seconds)
-        notice = (f"The seed was long: only its last {self.limits.max_seed_notes} notes / "
-                  f"{self.limits.max_seed_seconds:.0f} seconds are used.")
-        return midi, [notice] if trimmed else []
+        part = trim_to_last(file.midi, self.limits.max_seed_notes, self.limits.max_seed_seconds)
+        notice = (f"The seed was long: the music continues from its last {self.limits.max_seed_notes} notes / "
+                  f"{self.limits.max_seed_seconds:.0f} seconds. With the seed kept, the MIDI file holds all of it.")
+        return Seed(file, part.midi, part.start), [notice] if part.trimmed else []
 
     def run(self, seed_path, request: GenerationRequest, sample: Callable | None = None,
             progress: Callable[[float, str], None] | None = None) -> StudioResult:
-        """Generate, write and render. ``sample(request, seed_midi) -> (pieces, notices)`` decides where
-        sampling runs (``device.ZeroGpuSampler``); by default this studio's generator samples."""
+        """Generate, write and render. ``sample(request, seed) -> (pieces, notices)`` decides where sampling
+        runs (``device.ZeroGpuSampler``); by default this studio's generator samples."""
         progress = progress or (lambda fraction, message: None)
         started = time.perf_counter()
         self.sweep()
         progress(0.05, "Reading the seed")
-        seed_midi, notices = self.load_seed(seed_path)
+        seed, notices = self.load_seed(seed_path)
         progress(0.15, "Composing")
         results: list[Generated]
         if sample is None:
-            results = self.generator.generate(request, seed_midi)
+            results = self.generator.generate(request, seed)
         else:
-            results, sample_notices = sample(request, seed_midi)
+            results, sample_notices = sample(request, seed)
             notices += sample_notices
         sampled = time.perf_counter()
-        folder = Path(tempfile.mkdtemp(prefix="request-", dir=self.output_root))
+        folder = self.new_folder()
         stems = [folder / f"midigen-{result.random_seed}-{index}" for index, result in enumerate(results, start=1)]
         midi_paths, audio_paths = [stem.with_suffix(".mid") for stem in stems], []
         for result, midi_path in zip(results, midi_paths, strict=True):
-            result.midi.write(str(midi_path))
+            midi_path.write_bytes(result.data)
+        kept = seed is not None and not request.continuation_only
+        first = results[0]
+        if kept and request.bpm:
+            notices.append(f"The new music keeps the seed's tempo ({seed.bpm:.0f} BPM); the Tempo setting applies "
+                           "when the seed is left out.")
+        preview_start = _preview_start(seed) if kept else 0.0
+        if preview_start:
+            notices.append(f"Audio and piano roll start {round(seed.last_onset - preview_start, 1):g} s before the new "
+                           f"music, at {_clock(preview_start)}; the MIDI file holds the whole piece "
+                           f"({_clock(first.seconds)}).")
+        previews = [excerpt(result.midi, preview_start, PREVIEW_HELD_NOTES) for result in results]
         progress(0.5, "Rendering audio")
         try:
-            renderer = get_renderer()
-            encoded = []
-            with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
-                for result, stem in zip(results, stems, strict=True):
-                    # LAME encodes this variation while FluidSynth renders the next (both release the GIL)
-                    samples = renderer.render(result.midi, max_seconds=self.limits.max_seconds * 3)
-                    encoded.append(encoder.submit(write_audio, samples, stem.with_suffix(".mp3")))
-            audio_paths = [job.result() for job in encoded]
+            audio_paths = self._render(previews, stems)
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
         progress(0.9, "Drawing the piano roll")
-        roll = pianoroll.roll([pianoroll.lane(r.midi, self._boundary(r, request)) for r in results])
+        roll = pianoroll.roll([pianoroll.of_midi(preview) for preview in previews], preview_start)
         elapsed = time.perf_counter() - started
-        first = results[0]
         summary = (
             f"{len(first.continuation.notes)} new notes"
-            + (f" after {len(first.seed.notes)} seed notes" if first.seed.notes else "")
-            + f", {first.seconds:.1f} s at {first.midi.get_tempo_changes()[1][0]:.0f} BPM"
+            + (f" after {seed.note_count} seed notes" if kept else "")
+            + f", {first.seconds:.1f} s at {first.continuation.bpm:.0f} BPM"
             + (f", {len(results)} variations" if len(results) > 1 else "")
             + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s, ready in {elapsed:.2f} s."
         )
         return StudioResult(folder, midi_paths, audio_paths, roll, first.random_seed, summary, notices)
 
-    def _boundary(self, result: Generated, request: GenerationRequest) -> float:
-        """Seconds into the output where the new music starts."""
-        if request.continuation_only or not result.continuation.notes:
-            return 0.0 if request.continuation_only else result.seconds
-        steps_per_second = self.generator.tokenizer.config.steps_per_beat * result.continuation.bpm / 60.0
-        return result.continuation.notes[0].start / steps_per_second
+    def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path]) -> list[Path]:
+        """MP3 files of ``previews`` at ``stems``; LAME encodes one while FluidSynth renders the next."""
+        renderer = get_renderer()
+        with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
+            encoded = [encoder.submit(write_audio, renderer.render(preview, max_seconds=self.limits.max_seconds * 3),
+                                      stem.with_suffix(".mp3")) for preview, stem in zip(previews, stems, strict=True)]
+            return [job.result() for job in encoded]
 
     def sweep(self) -> None:
         """Remove request folders older than ``output_max_age_s``."""
@@ -145,19 +158,17 @@ class Studio:
         path.write_bytes(data)
         return path
 
-    def restore(self, takes: list[bytes], names: list[str]) -> tuple[list[Path], list[Path]]:
-        """A step's files made again from its bytes, after the sweep removed them: MIDI and audio.
-        (The bytes are the app's own output, kept in the server-side session state.)"""
+    def restore(self, takes: list[bytes], names: list[str], preview_start: float) -> tuple[list[Path], list[Path]]:
+        """A step's files made again from its bytes, after the sweep removed them: MIDI and audio (from
+        ``preview_start``, as first rendered). The bytes are the app's own output, kept in the session state."""
         folder = self.new_folder()
         midi_paths = [folder / Path(name).name for name in names]
         for data, path in zip(takes, midi_paths, strict=True):
             path.write_bytes(data)
-        audio_paths = []
+        previews = [excerpt(pretty_midi.PrettyMIDI(str(path)), preview_start, PREVIEW_HELD_NOTES)
+                    for path in midi_paths]
         try:
-            renderer = get_renderer()
-            for path in midi_paths:
-                samples = renderer.render(pretty_midi.PrettyMIDI(str(path)), max_seconds=self.limits.max_seconds * 3)
-                audio_paths.append(write_audio(samples, path.with_suffix(".mp3")))
+            audio_paths = self._render(previews, [path.with_suffix("") for path in midi_paths])
         except RenderUnavailable:
             audio_paths = []
         return midi_paths, audio_paths
@@ -171,3 +182,20 @@ class Studio:
         except FileNotFoundError:
             return False
         return True
+
+
+def _preview_start(seed: Seed) -> float:
+    """Where audio and piano roll begin: ``PREVIEW_SEED_SECONDS`` before the new music, later if more than
+    ``PREVIEW_SEED_EVENTS`` of the seed's note onsets, controller changes and pitch bends come from there on,
+    0 when that is the seed's beginning."""
+    instruments = seed.file.midi.instruments
+    times = sorted([n.start for i in instruments for n in i.notes]
+                   + [e.time for i in instruments for e in (*i.control_changes, *i.pitch_bends)])
+    nth_last = times[-PREVIEW_SEED_EVENTS] if len(times) > PREVIEW_SEED_EVENTS else 0.0
+    return min(max(seed.last_onset - PREVIEW_SEED_SECONDS, nth_last, 0.0), seed.last_onset)
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}:{rest:02d}"

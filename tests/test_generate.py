@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import math
 import re
+from dataclasses import replace
 
 import pretty_midi
 import pytest
-from midigen_testkit import SHIPPED_WEIGHTS, quantized_velocity, run_cli, write_midi
+import soundfile as sf
+from midigen_testkit import SHIPPED_WEIGHTS, run_cli, write_midi
+from seed_pieces import band, contents, missing, performance
 
 from midigen import cli
 from midigen.generate import MAX_RANDOM_SEED, GenerationRequest, shift_to_zero
@@ -24,8 +28,9 @@ SEED_NOTES = [(60, 0, 12, 90), (64, 12, 12, 70), (67, 24, 6, 50), (48, 36, 24, 1
 NEW_NOTES = 20
 
 
-def quantized_seed() -> list[tuple[int, int, int, int]]:
-    return sorted(((p, s, d, quantized_velocity(v)) for p, s, d, v in SEED_NOTES), key=lambda n: (n[1], n[0]))
+def exact_seed() -> list[tuple[int, int, int, int]]:
+    """The seed's notes as written: the output keeps their velocities (the model reads 8 levels)."""
+    return sorted(SEED_NOTES, key=lambda n: (n[1], n[0]))
 
 
 def assert_same_notes(actual, expected, everything=None):
@@ -82,7 +87,7 @@ def test_same_seed_and_settings_give_identical_files(variations):
 
 def test_output_starts_with_the_seed_and_continues_it(variations):
     folder, _ = variations
-    seed = quantized_seed()
+    seed = exact_seed()
     last_onset = max(s for _, s, _, _ in SEED_NOTES)
     for i in (1, 2, 3):
         notes = notes_of(folder / f"a-{i}.mid")
@@ -113,7 +118,7 @@ def test_continuation_only_and_seconds(tmp_path, seed_midi, shipped_generator, c
     assert_same_notes(notes, [(n.pitch, n.start, n.duration, n.velocity) for n in expected.notes])
     full = shipped_generator.generate(GenerationRequest(seconds=seconds, random_seed=5), load_midi(seed_midi))[0]
     full_notes = notes_of_midi(full.midi)
-    assert_same_notes(full_notes[: len(SEED_NOTES)], quantized_seed(), everything=full_notes)
+    assert_same_notes(full_notes[: len(SEED_NOTES)], exact_seed(), everything=full_notes)
     assert len(notes_of_midi(full.midi)) == len(SEED_NOTES) + count
     # roughly `seconds` of music after the seed's last onset
     midi = pretty_midi.PrettyMIDI(str(out))
@@ -126,6 +131,26 @@ def test_continuation_only_and_seconds(tmp_path, seed_midi, shipped_generator, c
 
 def notes_of_midi(midi) -> list[tuple[int, int, int, int]]:
     return [(n.pitch, n.start, n.duration, n.velocity) for n in TOKENIZER.midi_to_score(midi).notes]
+
+
+@pytest.mark.parametrize("build", [performance, band], ids=["performance", "band"])
+def test_cli_keeps_a_real_world_seed_exactly(tmp_path, capsys, build):
+    seed = tmp_path / "seed.mid"
+    seed.write_bytes(build())
+    out = tmp_path / "out.mid"
+    assert cli.main(["generate", "--out", str(out), "--seed-midi", str(seed), "--seconds", "3", "--program", "40",
+                     "--random-seed", "2", "--device", "cpu", "--audio", str(tmp_path / "out.wav")]) == 0
+    new_count = int(re.search(r": (\d+) new notes", capsys.readouterr().out).group(1))
+    before, after = contents(seed.read_bytes()), contents(out.read_bytes())
+    assert not missing(before.notes, after.notes) and not missing(before.controls, after.controls)
+    assert not missing(before.bends, after.bends) and after.tempi == before.tempi
+    new = pretty_midi.PrettyMIDI(str(out)).instruments[-1]
+    assert new.program == 40 and len(new.notes) == new_count > 0
+    seed_midi = pretty_midi.PrettyMIDI(str(seed))
+    assert min(n.start for n in new.notes) >= max(n.start for i in seed_midi.instruments if not i.is_drum
+                                                   for n in i.notes)
+    audio = sf.info(str(tmp_path / "out.wav"))  # the whole piece, seed instruments included
+    assert audio.duration == pytest.approx(pretty_midi.PrettyMIDI(str(out)).get_end_time() + 1.0, abs=0.05)
 
 
 def test_invalid_temperature_is_a_one_line_error(tmp_path):
@@ -242,9 +267,18 @@ def test_generator_program_bpm_and_seed(shipped_generator):
     assert [(n.pitch, n.start) for n in r.seed.notes] == [(60, 0), (62, 12), (64, 24), (65, 36)]
     assert len(r.continuation.notes) == 10
     assert all(n.start >= 36 for n in r.continuation.notes)
-    assert [i.program for i in r.midi.instruments] == [40]
-    assert r.midi.get_tempo_changes()[1][0] == pytest.approx(80.0)
-    assert len([n for i in r.midi.instruments for n in i.notes]) == 14
+    # the seed stays as it was (program 0, 150 BPM); the new music is a track of its own at the seed's tempo
+    written = pretty_midi.PrettyMIDI(io.BytesIO(r.data))
+    assert [i.program for i in written.instruments] == [i.program for i in r.midi.instruments] == [0, 40]
+    assert list(written.get_tempo_changes()[1]) == pytest.approx([150.0]) and r.continuation.bpm == pytest.approx(150)
+    assert [(n.pitch, n.start, n.end) for n in written.instruments[0].notes] == [
+        (n.pitch, pytest.approx(n.start), pytest.approx(n.end)) for n in piano.notes]
+    assert len(written.instruments[1].notes) == 10 and r.new_music is r.midi.instruments[-1]
+    # without the seed in the output, the tempo setting applies
+    (alone,) = shipped_generator.generate(replace(request, continuation_only=True), seed)
+    assert [i.program for i in alone.midi.instruments] == [40]
+    assert alone.midi.get_tempo_changes()[1][0] == pytest.approx(80.0)
+    assert len(alone.new_music.notes) == 10
 
 
 def test_shift_to_zero():

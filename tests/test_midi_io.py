@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from midigen.midi_io import MidiError, MidiLimits, load_midi, trim_to_last
+from midigen.midi_io import MidiError, MidiLimits, load_midi, read_midi, trim_to_last
 
 # -- byte-level builders ---------------------------------------------------
 
@@ -241,6 +241,15 @@ def test_format_1_with_tempo_change_and_programs():
     assert [round(n.start, 6) for n in midi.instruments[1].notes] == [0.0, 0.5, 1.0]
 
 
+def test_read_midi_keeps_the_tracks_as_uploaded_and_names_their_channels():
+    data = header(1, 2) + chunk(b"XFIH", b"yamaha") + track(tempo(0, 400_000), notes([36], channel=9)) + track(
+        notes(SCALE, channel=3), event(0, 0xB5, 64, 127))
+    checked = read_midi(data + b"trailing junk")
+    assert checked.data == header(1, 2) + data[len(header(1, 2)) + len(chunk(b"XFIH", b"yamaha")):]
+    assert checked.channels == {3, 5, 9}
+    assert pitches(checked.midi) == pitches(load_midi(data))
+
+
 def test_path_with_uppercase_extension(tmp_path):
     path = tmp_path / "SEED.MID"
     path.write_bytes(VALID_MULTI)
@@ -365,11 +374,11 @@ def all_notes(midi):
 @given(pieces(), st.integers(1, 80), st.floats(0.5, 60))
 def test_trim_to_last_properties(midi, max_notes, max_seconds):
     before = all_notes(midi)
-    trimmed, was_trimmed = trim_to_last(midi, max_notes, max_seconds)
+    trimmed, was_trimmed, start = trim_to_last(midi, max_notes, max_seconds)
     after = all_notes(trimmed)
     assert all_notes(midi) == before  # The input is left alone.
     if not was_trimmed:
-        assert trimmed is midi
+        assert trimmed is midi and start == 0.0
         assert len(before) <= max_notes
         assert max(n.end for n in before) - before[0].start <= max_seconds
         return
@@ -379,6 +388,7 @@ def test_trim_to_last_properties(midi, max_notes, max_seconds):
     kept = before[len(before) - len(after) :]
     assert [n.pitch for n in after] == [n.pitch for n in kept]  # The last notes, in order.
     offset = kept[0].start
+    assert start == offset  # The time of the original that became 0.
     for old, new in zip(kept, after, strict=True):
         assert new.start == pytest.approx(old.start - offset, abs=1e-6)
         # The tempo map moves with the notes: beat positions are unchanged.
@@ -389,12 +399,13 @@ def test_trim_to_last_properties(midi, max_notes, max_seconds):
 
 def test_trim_keeps_tempo_and_reports():
     midi = load_midi(smf(track(tempo(0, 750_000), notes(list(range(40, 100)), step=480, length=480)), fmt=0))
-    trimmed, was_trimmed = trim_to_last(midi, 16, 1000)
-    assert was_trimmed and pitches(trimmed) == list(range(84, 100))
+    trimmed, was_trimmed, start = trim_to_last(midi, 16, 1000)
+    assert was_trimmed and pitches(trimmed) == list(range(84, 100)) and start == pytest.approx(44 * 0.75)
     assert list(trimmed.get_tempo_changes()[1]) == pytest.approx([80.0])
-    assert trim_to_last(midi, 60, 1000) == (midi, False)
-    shorter, was_trimmed = trim_to_last(midi, 60, 10.0)
+    assert trim_to_last(midi, 60, 1000) == (midi, False, 0.0)
+    shorter, was_trimmed, start = trim_to_last(midi, 60, 10.0)
     assert was_trimmed and shorter.get_end_time() <= 10.0 and pitches(shorter) == list(range(87, 100))
+    assert start == pytest.approx(47 * 0.75)
 
 
 def test_trim_rejects_nonsense_bounds():

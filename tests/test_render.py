@@ -264,3 +264,35 @@ def test_shared_renderer_and_explicit_soundfont(renderer):
         small.close()
     with pytest.raises(RuntimeError, match="closed"):
         small.render(piece())
+
+
+def test_the_sustain_pedal_reaches_fluidsynth(renderer):
+    """A key held for 0.1 s rings on while the pedal is down and stops soon after the key without it."""
+    dry = piece(pitches=(60,), length=0.1, velocity=100)
+    pedalled = piece(pitches=(60,), length=0.1, velocity=100)
+    pedalled.instruments[0].control_changes += [pretty_midi.ControlChange(64, 127, 0.0),
+                                                pretty_midi.ControlChange(64, 0, 1.5)]
+    pedalled.instruments[0].notes.append(pretty_midi.Note(1, 100, 1.9, 2.0))  # same length, an inaudible end
+    dry.instruments[0].notes.append(pretty_midi.Note(1, 100, 1.9, 2.0))
+
+    def ringing(audio):  # level 0.6-1.2 s (key up, pedal down) against the attack
+        return rms(audio[round(0.6 * SAMPLE_RATE) : round(1.2 * SAMPLE_RATE)]) / rms(audio[: round(0.1 * SAMPLE_RATE)])
+
+    assert ringing(renderer.render(pedalled)) > 20 * ringing(renderer.render(dry))
+    assert ringing(renderer.render(pedalled)) > 0.05
+
+
+def test_each_track_sounds_with_its_program_and_drums_with_the_drum_kit(renderer):
+    def spectrum(midi):
+        audio = renderer.render(midi).mean(axis=1)[: SAMPLE_RATE // 2]
+        magnitude = np.abs(np.fft.rfft(audio))
+        return magnitude / np.linalg.norm(magnitude)
+
+    piano, violin = piece(pitches=(48,), length=0.5), piece(program=40, pitches=(48,), length=0.5)
+    kit = piece(pitches=(48,), length=0.5, drum=True)  # a tom on the drum channel, not a piano C3
+    assert float(spectrum(piano) @ spectrum(violin)) < 0.8
+    assert float(spectrum(piano) @ spectrum(kit)) < 0.8
+    both = piece(pitches=(48,), length=0.5)
+    both.instruments += violin.instruments
+    mixed = spectrum(both)
+    assert float(mixed @ spectrum(violin)) > 0.5 and float(mixed @ spectrum(piano)) > 0.5

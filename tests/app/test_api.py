@@ -27,6 +27,7 @@ from app_testkit import (
 )
 from app_testkit import call_generate as generate
 from gradio_client.exceptions import AppError
+from seed_pieces import band, contents, missing
 
 from app import OUTPUT_NAMES
 from midigen.settings import setting
@@ -339,3 +340,25 @@ def test_longest_request_is_capped_at_60_seconds(app_client):
 def test_server_survives_the_abuse(midigen_app, check_healthy):
     check_healthy()
     midigen_app.assert_alive()
+
+
+def test_the_download_keeps_a_band_seed_exactly(app_client, tmp_path):
+    """Ten tracks with programs, pedal, pitch bends, drums and tempo changes: all of it comes back, then the
+    new music on a track of its own; the players start shortly before the new music."""
+    seed = tmp_path / "band.mid"
+    seed.write_bytes(band())
+    result = generate(app_client, seed, seconds=4, random_seed=11, program=40)
+    output = Path(result[MIDI][0]).read_bytes()
+    before, after = contents(seed.read_bytes()), contents(output)
+    assert not missing(before.notes, after.notes), "seed notes changed or missing"
+    assert not missing(before.controls, after.controls) and not missing(before.bends, after.bends)
+    assert after.tempi == before.tempi and after.time_signatures == before.time_signatures
+    assert any(number == 64 for _, number, _, _ in before.controls) and any(note[1] for note in before.notes)
+    last_onset = max(start for _, drum, _, _, start, _ in before.notes if not drum)
+    added = missing(after.notes, before.notes)
+    assert added and all(program == 40 and not drum and start >= last_onset - 1e-6
+                         for program, drum, _, _, start, _ in added)
+    assert summary_counts(result[SUMMARY]) == (len(added), len(before.notes))
+    assert "before the new music" in result[SUMMARY]
+    audio = audio_facts(result[AUDIO][0])
+    assert audio.rms > 0 and audio.seconds < midi_facts(output).end_time - 5
