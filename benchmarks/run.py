@@ -35,7 +35,6 @@ import pretty_midi
 import psutil
 import torch
 from PIL import Image
-from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,7 +43,8 @@ from midigen import checkpoint, pianoroll  # noqa: E402
 from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # noqa: E402
 from midigen.model import MidiGRU, ModelConfig  # noqa: E402
 from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
-from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, grammar  # noqa: E402
+from midigen.rules import grammar  # noqa: E402
+from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler  # noqa: E402
 from midigen.studio import AppLimits, Studio  # noqa: E402
 from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
 from midigen.train import TrainConfig, train_step  # noqa: E402
@@ -135,13 +135,8 @@ class NaiveSampler:
     The grammar mask is applied too, so both samplers write the same kind of music."""
 
     def __init__(self, ck: checkpoint.Checkpoint, tokenizer: Tokenizer):
-        c = ck.model_config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_size)
-        self.gru = nn.GRU(c.embedding_size, c.hidden_size, c.num_layers, batch_first=True)
-        self.head = nn.Linear(c.hidden_size, c.vocab_size)
-        tensors = {k: torch.from_numpy(np.array(v)) for k, v in ck.tensors.items()}
-        for name, module in (("embedding", self.embedding), ("gru", self.gru), ("head", self.head)):
-            module.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        model = MidiGRU.from_checkpoint(ck)
+        self.embedding, self.gru, self.head = model.embedding, model.gru, model.head
         self.may_follow = torch.from_numpy(grammar(tokenizer))
         self.pitches = tokenizer.vocab.kind_ranges()["PITCH"]
 
