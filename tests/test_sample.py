@@ -374,8 +374,6 @@ def top_key_checkpoint():
     return ck
 
 
-
-
 def test_no_dead_end_after_the_top_key(top_key_checkpoint):
     rows = NumbaSampler(top_key_checkpoint, TOKENIZER).sample(PROMPT, SamplingSettings(max_notes=10, max_tokens=400),
                                                               3, 0)
