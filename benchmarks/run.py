@@ -1,4 +1,4 @@
-"""midigen performance benchmarks: sampling, variations, rendering, the web app end to end, GPU, training.
+"""midigen performance benchmarks: sampling, variations, rendering, the web app end to end, GPU, training, MIDI.
 
     .venv/bin/python benchmarks/run.py            # every section (a few minutes)
     .venv/bin/python benchmarks/run.py --quick    # a smoke run of every section at toy sizes (no targets)
@@ -10,6 +10,7 @@ Timings are the best of several runs (the machine may be shared); ratios are tak
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -29,11 +30,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
 
+import mido
 import numpy as np
 import pretty_midi
 import psutil
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "app")]  # the package, and the launcher the app tests use
@@ -43,10 +44,15 @@ from app_testkit import call_generate  # noqa: E402
 
 from midigen import checkpoint, pianoroll  # noqa: E402
 from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # noqa: E402
-from midigen.midi_io import MidiLimits  # noqa: E402
+from midigen.midi_io import (  # noqa: E402
+    MidiError,
+    MidiLimits,  # noqa: E402
+    load_midi,
+)
 from midigen.model import MidiGRU, ModelConfig  # noqa: E402
 from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
-from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, grammar  # noqa: E402
+from midigen.rules import grammar  # noqa: E402
+from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler  # noqa: E402
 from midigen.studio import AppLimits, Studio  # noqa: E402
 from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
 from midigen.train import TrainConfig, train_step  # noqa: E402
@@ -136,13 +142,8 @@ class NaiveSampler:
     The grammar mask is applied too, so both samplers write the same kind of music."""
 
     def __init__(self, ck: checkpoint.Checkpoint, tokenizer: Tokenizer):
-        c = ck.model_config
-        self.embedding = nn.Embedding(c.vocab_size, c.embedding_size)
-        self.gru = nn.GRU(c.embedding_size, c.hidden_size, c.num_layers, batch_first=True)
-        self.head = nn.Linear(c.hidden_size, c.vocab_size)
-        tensors = {k: torch.from_numpy(np.array(v)) for k, v in ck.tensors.items()}
-        for name, module in (("embedding", self.embedding), ("gru", self.gru), ("head", self.head)):
-            module.load_state_dict({k[len(name) + 1 :]: v for k, v in tensors.items() if k.startswith(name + ".")})
+        model = MidiGRU.from_checkpoint(ck)
+        self.embedding, self.gru, self.head = model.embedding, model.gru, model.head
         self.may_follow = torch.from_numpy(grammar(tokenizer))
         self.pitches = tokenizer.vocab.kind_ranges()["PITCH"]
 
@@ -511,6 +512,58 @@ def training(ck, quick: bool, tokens_per_note: float) -> list[Row]:
 
 
 SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "seeds", "gpu", "training")
+# -- 7. MIDI loading -----------------------------------------------------------------------------
+
+
+def midi_bytes(messages: list, ticks_per_beat: int = 480) -> bytes:
+    """A type-0 MIDI file of ``messages`` (mido writes running status)."""
+    file = mido.MidiFile(type=0, ticks_per_beat=ticks_per_beat)
+    file.tracks.append(mido.MidiTrack(messages))
+    buffer = io.BytesIO()
+    file.save(file=buffer)
+    return buffer.getvalue()
+
+
+def presses(pitches, step: int, length: int) -> list:
+    """A note-on/note-off pair per pitch, one every ``step`` ticks."""
+    out = []
+    for index, pitch in enumerate(pitches):
+        out.append(mido.Message("note_on", note=pitch, velocity=100, time=0 if index == 0 else step - length))
+        out.append(mido.Message("note_off", note=pitch, velocity=64, time=length))
+    return out
+
+
+def midi_loading(quick: bool) -> list[Row]:
+    """``load_midi`` on the heaviest uploads its limits refuse (each within 1.5 s) and on a large legal file
+    (within 10 s), against pretty_midi parsing the same bytes without any check (sizes are the limits'
+    own, so --quick keeps them and only skips that baseline)."""
+    repeats = 1 if quick else 3
+    files = {  # (bytes, whether load_midi accepts it)
+        "100,001 note-ons (over the note limit)":
+            (midi_bytes([mido.Message("note_on", note=60, velocity=100, time=1)] * 100_001), False),
+        "200,002 events (over the event limit)": (midi_bytes(presses([60] * 100_001, 1, 1)), False),
+        "99,000 notes (legal)": (midi_bytes(presses([48 + i % 24 for i in range(99_000)], 2, 1)), True),
+    }
+    rows = []
+    for label, (data, legal) in files.items():
+        def load(data=data, legal=legal):
+            try:
+                load_midi(data)
+            except MidiError:
+                assert not legal, "a legal file was refused"
+                return
+            assert legal, "a file over the limits was loaded"
+
+        seconds = best_of(repeats, load)[0]
+        target = "" if quick else ("<= 10" if legal else "<= 1.5")
+        rows.append(Row("midi_io", f"load_midi, {label}: {'loaded' if legal else 'refused'} in", seconds, "s", target))
+        if not quick:  # slow: timed once
+            parsed = best_of(1, lambda data=data: pretty_midi.PrettyMIDI(io.BytesIO(data)))[0]
+            rows.append(Row("midi_io", f"  / PrettyMIDI parsing it unchecked ({parsed:.2f} s)", seconds / parsed, "x"))
+    return rows
+
+
+SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "gpu", "training", "midi_io")
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -568,6 +621,7 @@ def main() -> None:
     rows += section("seeds", lambda: seeds(weights, args.quick)) or []
     rows += section("gpu", lambda: gpu(ck, tokenizer, args.quick)) or []
     rows += section("training", lambda: training(ck, args.quick, sampled[1] if sampled else TOKENS_PER_NOTE)) or []
+    rows += section("midi_io", lambda: midi_loading(args.quick)) or []
     print(f"midigen benchmarks ({'quick' if args.quick else 'full'}; {described}; {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print_table(rows)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from .generate import GenerationRequest, Generator
 from .stats import piece_statistics, pitch_class_profile, summarize
-from .train import midi_files
+from .train import Piece, midi_files, validation_loss
 
 
 def real_scores(generator: Generator, folder: str | Path, only: set[str] | None = None):
@@ -36,23 +36,12 @@ def real_scores(generator: Generator, folder: str | Path, only: set[str] | None 
 
 def negative_log_likelihood(generator: Generator, scores) -> dict[str, float]:
     """NLL in nats per token and per note of whole pieces under the model (CPU, torch)."""
-    import torch
-    from torch.nn import functional as F
-
     from .model import MidiGRU
 
-    model = MidiGRU(generator.checkpoint.model_config)
-    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in generator.checkpoint.tensors.items()})
-    model.eval()
-    total, tokens, notes = 0.0, 0, 0
-    with torch.no_grad():
-        for _, score in scores:
-            sequence = torch.tensor(generator.tokenizer.score_to_tokens(score))[None]
-            logits, _ = model(sequence[:, :-1])
-            total += F.cross_entropy(logits[0], sequence[0, 1:], reduction="sum").item()
-            tokens += sequence.shape[1] - 1
-            notes += len(score.notes)
-    return {"nll_per_token": total / tokens, "nll_per_note": total / notes, "pieces": len(scores)}
+    tokenize = generator.tokenizer.score_to_tokens
+    pieces = [Piece(name, np.asarray(tokenize(score), dtype=np.int64), len(score.notes)) for name, score in scores]
+    nll = validation_loss(MidiGRU.from_checkpoint(generator.checkpoint), pieces, "cpu")
+    return {"nll_per_token": nll["nll_per_token"], "nll_per_note": nll["nll_per_note"], "pieces": len(scores)}
 
 
 def generated_scores(generator: Generator, pieces: int, notes: int, temperature: float, top_p: float, seed: int):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
-from .checkpoint import ModelConfig
+from .checkpoint import Checkpoint, ModelConfig
 
 
 class MidiGRU(nn.Module):
@@ -24,6 +25,13 @@ class MidiGRU(nn.Module):
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, config.vocab_size)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Checkpoint) -> MidiGRU:
+        """The network ``checkpoint`` describes, with its weights, in evaluation mode (no dropout)."""
+        model = cls(checkpoint.model_config)
+        model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in checkpoint.tensors.items()})
+        return model.eval()
 
     def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits of shape (batch, time, vocab) and the new GRU state."""

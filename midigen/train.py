@@ -139,7 +139,7 @@ def train_step(model: MidiGRU, optimizer, inputs: torch.Tensor, targets: torch.T
 
 
 @torch.no_grad()
-def validation_loss(model: MidiGRU, pieces: list[Piece], device: torch.device) -> dict:
+def validation_loss(model: MidiGRU, pieces: list[Piece], device: torch.device | str) -> dict:
     """Negative log-likelihood (nats) of whole validation pieces, per token and per note."""
     model.eval()
     total, tokens, notes = 0.0, 0, 0

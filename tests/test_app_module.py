@@ -39,7 +39,7 @@ def demo(shipped_generator, tmp_path_factory):
 
     studio = Studio(shipped_generator, output_root=tmp_path_factory.mktemp("outputs"))
     with ThreadPoolExecutor(1) as workers:
-        yield app.build_demo(app.Composer(studio, None, workers, 30.0), examples=[])
+        yield app.build_demo(app.Composer(studio, None, workers, 300.0), examples=[])
 
 
 def test_the_api_takes_the_declared_settings_by_name(demo):
@@ -53,7 +53,7 @@ def test_composer_answers_with_named_outputs(demo, shipped_generator, tmp_path):
     from midigen.studio import Studio
 
     with ThreadPoolExecutor(1) as workers:
-        composer = app.Composer(Studio(shipped_generator, output_root=tmp_path), None, workers, 30.0)
+        composer = app.Composer(Studio(shipped_generator, output_root=tmp_path), None, workers, 300.0)
         outputs = composer.compose(None, {"seconds": 3, "random_seed": 11, "randomize": False, "variations": 2},
                                    lambda fraction, message: None)
         assert list(outputs) == list(app.OUTPUT_NAMES)
@@ -82,7 +82,7 @@ def test_steps_make_swept_files_again(shipped_generator, tmp_path):
     studio = Studio(shipped_generator, output_root=tmp_path)
     steps = app.Steps(studio)
     with ThreadPoolExecutor(1) as workers:
-        composer = app.Composer(studio, None, workers, 30.0)
+        composer = app.Composer(studio, None, workers, 300.0)
         state = history.empty()
         for seed in (21, 22):
             outputs = composer.compose(None, {"seconds": 3, "random_seed": seed, "randomize": False, "variations": 2},

@@ -3,7 +3,6 @@
 import random
 import re
 import struct
-import time
 
 import pretty_midi
 import pytest
@@ -185,14 +184,12 @@ def assert_user_facing(message: str) -> None:
 
 
 @pytest.mark.parametrize(("data", "name", "limits", "words"), hostile_corpus())
-def test_hostile_file_is_rejected_quickly_and_clearly(data, name, limits, words):
-    started = time.perf_counter()
+def test_hostile_file_is_rejected_clearly(data, name, limits, words):
+    # how fast: benchmarks/run.py --only midi_io
     with pytest.raises(MidiError) as caught:
         load_midi(data, limits or MidiLimits(), name=name)
-    elapsed = time.perf_counter() - started
     assert_user_facing(str(caught.value))
     assert words.lower() in str(caught.value).lower()
-    assert elapsed < 1.5, f"took {elapsed:.2f} s"
 
 
 def test_years_message_names_the_length():
@@ -294,11 +291,8 @@ def test_exactly_at_the_limits_loads():
 def test_large_legal_file_under_default_limits_loads():
     count = 99_000
     data = smf(track(notes([48 + i % 24 for i in range(count)], step=2, length=1)), fmt=0)
-    started = time.perf_counter()
-    midi = load_midi(data)
-    elapsed = time.perf_counter() - started
+    midi = load_midi(data)  # how fast: benchmarks/run.py --only midi_io
     assert len(midi.instruments[0].notes) == count
-    assert elapsed < 10, f"took {elapsed:.2f} s"  # About 1.5-3 s; the bound allows for a loaded machine.
 
 
 # -- properties ----------------------------------------------------------------
@@ -313,7 +307,7 @@ def load_or_midi_error(data: bytes) -> None:
     except MidiError as error:
         assert_user_facing(str(error))
     else:
-        assert isinstance(midi, pretty_midi.PrettyMIDI)
+        assert any(i.notes for i in midi.instruments if not i.is_drum)  # accepted files always have notes to continue
 
 
 @FAST
