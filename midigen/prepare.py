@@ -64,10 +64,14 @@ class Report:
 
     def __str__(self) -> str:
         lines = [f"{self.files:,} files: {self.tokenized:,} tokenized, {self.unchanged:,} unchanged, "
-                 f"{self.duplicates:,} duplicates (stored once), {sum(self.skipped.values()):,} skipped"]
+                 f"{_count(self.duplicates, 'duplicate')} (stored once), {sum(self.skipped.values()):,} skipped"]
         lines += [f"  skipped {count:,}: {reason}" for reason, count in self.skipped.most_common()]
         lines.append(f"cache: {self.pieces:,} pieces, {self.tokens:,} tokens")
         return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def midi_files(folder: str | Path) -> list[Path]:
