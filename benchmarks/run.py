@@ -43,9 +43,10 @@ from app_server import running_app  # noqa: E402
 from app_testkit import call_generate  # noqa: E402
 
 from midigen import checkpoint, pianoroll  # noqa: E402
+from midigen.device import usable_cores  # noqa: E402
 from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # noqa: E402
 from midigen.model import MidiGRU, ModelConfig  # noqa: E402
-from midigen.prepare import midi_files, prepare, usable_cores  # noqa: E402
+from midigen.prepare import midi_files, prepare  # noqa: E402
 from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, grammar  # noqa: E402
 from midigen.studio import AppLimits, Studio  # noqa: E402

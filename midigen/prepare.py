@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import warnings
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .device import usable_cores
 from .midi_io import MidiError, MidiLimits, load_midi
 from .tokenizer import Tokenizer, TokenizerConfig
 
@@ -81,11 +81,6 @@ def midi_files(folder: str | Path) -> list[Path]:
     if not files:
         raise ValueError(f"no .mid or .midi files found in {folder}")
     return files
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (a container may see more in ``os.cpu_count()``)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def tokenizer_hash(config: TokenizerConfig) -> str:

@@ -19,7 +19,6 @@ is found by bisection over probabilities instead of sorting.
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from .checkpoint import Checkpoint
+from .device import usable_cores
 from .tokenizer import Tokenizer
 
 BISECTION_STEPS = 32
@@ -396,11 +396,6 @@ def _sample_loop(
         if done.all():
             break
     return lengths
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (a container may see more in ``os.cpu_count()``)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cache_aligned_zeros(shape: tuple[int, ...]) -> np.ndarray:
