@@ -457,15 +457,19 @@ def torchrun_throughput(processes: int, threads: int, *args: str) -> dict:
 
 
 def parallel_training(ck, quick: bool) -> list[Row]:
-    """Training tokens/s with 1 process (all cores as threads) against 2 processes (the cores shared out)."""
+    """Training tokens/s with 1 process (1 thread, then all cores as threads) against 2 processes (the cores
+    shared out)."""
     cores = usable_cores()
     shape = ("--batch-size", "8", "--length", "64", "--steps", "2") if quick else ("--steps", "5")
     model = ("--model", json.dumps({k: v for k, v in asdict(ck.model_config).items() if k != "vocab_size"}))
+    single = torchrun_throughput(1, 1, "--device", "cpu", *model, *shape)
     one = torchrun_throughput(1, cores, "--device", "cpu", *model, *shape)
     two = torchrun_throughput(2, max(1, cores // 2), "--device", "cpu", *model, *shape)
-    return [Row("parallel", f"1 process, {one['threads']} threads", one["tokens_per_s"], "tokens/s"),
+    return [Row("parallel", "1 process, 1 thread", single["tokens_per_s"], "tokens/s"),
+            Row("parallel", f"1 process, {one['threads']} threads", one["tokens_per_s"], "tokens/s"),
             Row("parallel", f"2 processes (gloo), {two['threads']} thread(s) each", two["tokens_per_s"], "tokens/s"),
-            Row("parallel", "2 processes / 1", two["tokens_per_s"] / one["tokens_per_s"], "x")]
+            Row("parallel", f"2 processes / 1 process with {one['threads']} threads",
+                two["tokens_per_s"] / one["tokens_per_s"], "x")]
 
 
 # -- 8. prepare ----------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ FORMAT = "midigen-token-cache-1"
 INDEX = "index.json"
 TOKEN_DTYPE = np.dtype("<i8")  # what training indexes with: the pieces are zero-copy views of the map
 # Training reads files the user chose, so the bounds are generous; they still stop hostile files.
+UNREADABLE = "This file could not be read."
 TRAINING_LIMITS = MidiLimits(max_bytes=64 << 20, max_events=10**7, max_notes=10**7, max_seconds=4 * 3600.0)
 
 
@@ -153,11 +154,15 @@ def prepare(
     for path in files:
         name, stat = path.relative_to(folder).as_posix(), path.stat()
         before = known.get(name)
-        if before and (before.size, before.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+        if before and before.sha256 and (before.size, before.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
             digest = before.sha256
         else:
-            with open(path, "rb") as file:
-                digest = hashlib.file_digest(file, "sha256").hexdigest()
+            try:
+                with open(path, "rb") as file:
+                    digest = hashlib.file_digest(file, "sha256").hexdigest()
+            except OSError:  # tried again on the next run
+                entries.append(Entry(name, stat.st_size, stat.st_mtime_ns, "", skipped=UNREADABLE))
+                continue
         entries.append(Entry(name, stat.st_size, stat.st_mtime_ns, digest))
         if digest not in kept:
             to_tokenize.setdefault(digest, path)
@@ -176,7 +181,7 @@ def prepare(
         for digest, tokens, notes, reason in _tokenized(list(to_tokenize.items()), config, workers, progress):
             placed[digest] = _append(sink, tokens, notes, reason)
     first: dict[str, str] = {}
-    for entry in entries:
+    for entry in (e for e in entries if e.sha256):
         where = placed[entry.sha256]
         entry.offset, entry.length, entry.notes, entry.skipped = where.offset, where.length, where.notes, where.skipped
         if entry.sha256 in first:

@@ -111,6 +111,13 @@ def test_training_cache_prepares_a_folder_next_to_the_checkpoint(tmp_path):
         == cache.entries
 
 
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
+def test_a_file_that_cannot_be_read_is_skipped(collection, tmp_path):
+    (collection / "b.midi").chmod(0)
+    report = prepare(collection, tmp_path / "cache", workers=1, progress=False)
+    assert report.skipped["This file could not be read."] == 1 and report.pieces == 2
+
+
 def test_a_damaged_cache_is_a_clear_error(collection, tmp_path):
     cache = tmp_path / "cache"
     prepare(collection, cache, workers=1, progress=False)
