@@ -131,6 +131,7 @@ def test_prepare_cli_prints_a_short_report(collection, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "6 files: 5 tokenized, 0 unchanged, 1 duplicate (stored once), 2 skipped" in result.stdout
     assert "This file is empty." in result.stdout and "cache: 3 pieces" in result.stdout
+    assert "tokenizing" in result.stderr  # the progress bar
     empty = tmp_path / "nothing"
     empty.mkdir()
     result = run_cli("prepare", "--data", str(empty), "--out", str(tmp_path / "cache2"))
