@@ -1,4 +1,5 @@
-"""midigen performance benchmarks: sampling, variations, rendering, the web app end to end, GPU, training, MIDI.
+"""midigen performance benchmarks: sampling, variations, rendering, the web app end to end, seeds, GPU,
+training, MIDI loading, prepare.
 
     .venv/bin/python benchmarks/run.py            # every section (a few minutes)
     .venv/bin/python benchmarks/run.py --quick    # a smoke run of every section at toy sizes (no targets)
@@ -19,6 +20,7 @@ import re
 import resource
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -43,6 +45,7 @@ from app_server import running_app  # noqa: E402
 from app_testkit import call_generate  # noqa: E402
 
 from midigen import checkpoint, pianoroll  # noqa: E402
+from midigen.device import usable_cores  # noqa: E402
 from midigen.generate import TOKENS_PER_NOTE, GenerationRequest, Generator  # noqa: E402
 from midigen.midi_io import (  # noqa: E402
     MidiError,
@@ -50,6 +53,7 @@ from midigen.midi_io import (  # noqa: E402
     load_midi,
 )
 from midigen.model import MidiGRU, ModelConfig  # noqa: E402
+from midigen.prepare import midi_files, prepare  # noqa: E402
 from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
 from midigen.rules import grammar  # noqa: E402
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler  # noqa: E402
@@ -58,6 +62,7 @@ from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
 from midigen.train import TrainConfig, train_step  # noqa: E402
 
 MB = 1e6
+SHARED_DATA = Path("/work/shared/data/ff-piano")  # the collection the shipped model was trained on
 MAX_VARIATIONS = AppLimits().max_variations
 
 
@@ -474,10 +479,18 @@ def gpu(ck, tokenizer, quick: bool) -> list[Row]:
     syncs = sum("synchroniz" in str(w.message) for w in caught)
     rows.append(Row("gpu", f"host syncs in {steps} steps (design: one per {sampler.sync_every} + the end)",
                     float(syncs), "", f"<= {steps // sampler.sync_every + 8}"))
+    shape = ("--batch-size", "8", "--length", "64", "--steps", "3") if quick else ("--steps", "20")
+    model = ("--model", json.dumps({k: v for k, v in asdict(ck.model_config).items() if k != "vocab_size"}))
+    plain = torchrun_throughput(1, 1, "--device", "cuda", "--plain", *model, *shape)
+    fast = torchrun_throughput(1, 1, "--device", "cuda", *model, *shape)
+    rows += [Row("gpu", "training, float32, AdamW (foreach)", plain["tokens_per_s_per_process"], "tokens/s per GPU"),
+             Row("gpu", f"training, bf16 autocast {fast['bf16']}, fused AdamW {fast['fused']}",
+                 fast["tokens_per_s_per_process"], "tokens/s per GPU"),
+             Row("gpu", "training speedup of bf16 + fused", fast["tokens_per_s"] / plain["tokens_per_s"], "x")]
     return rows
 
 
-# -- 7. training ---------------------------------------------------------------------------------
+# -- 7. training, on one process and on several -----------------------------------------------------
 
 
 def train_child(model_config, batches: int, batch_size: int, length: int) -> dict:
@@ -512,7 +525,7 @@ def training(ck, quick: bool, tokens_per_note: float) -> list[Row]:
 
 
 SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "seeds", "gpu", "training")
-# -- 7. MIDI loading -----------------------------------------------------------------------------
+# -- 8. MIDI loading -----------------------------------------------------------------------------
 
 
 def midi_bytes(messages: list, ticks_per_beat: int = 480) -> bytes:
@@ -564,6 +577,63 @@ def midi_loading(quick: bool) -> list[Row]:
 
 
 SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "gpu", "training", "midi_io")
+def torchrun_throughput(processes: int, threads: int, *args: str) -> dict:
+    """benchmarks/train_throughput.py under torchrun: its JSON line."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               str(ROOT / "benchmarks" / "train_throughput.py"), *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+    if result.returncode:
+        raise RuntimeError((result.stderr.strip().splitlines() or ["torchrun failed"])[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def parallel_training(ck, quick: bool) -> list[Row]:
+    """Training tokens/s with 1 process (1 thread, then all cores as threads) against 2 processes (the cores
+    shared out)."""
+    cores = usable_cores()
+    shape = ("--batch-size", "8", "--length", "64", "--steps", "2") if quick else ("--steps", "5")
+    model = ("--model", json.dumps({k: v for k, v in asdict(ck.model_config).items() if k != "vocab_size"}))
+    single = torchrun_throughput(1, 1, "--device", "cpu", *model, *shape)
+    one = torchrun_throughput(1, cores, "--device", "cpu", *model, *shape)
+    two = torchrun_throughput(2, max(1, cores // 2), "--device", "cpu", *model, *shape)
+    return [Row("parallel", "1 process, 1 thread", single["tokens_per_s"], "tokens/s"),
+            Row("parallel", f"1 process, {one['threads']} threads", one["tokens_per_s"], "tokens/s"),
+            Row("parallel", f"2 processes (gloo), {two['threads']} thread(s) each", two["tokens_per_s"], "tokens/s"),
+            Row("parallel", f"2 processes / 1 process with {one['threads']} threads",
+                two["tokens_per_s"] / one["tokens_per_s"], "x")]
+
+
+# -- 9. prepare ----------------------------------------------------------------------------------
+
+
+def prepare_speed(data: Path, quick: bool) -> list[Row]:
+    """``prepare`` from scratch on one process, then on every usable core, then a re-run with nothing new."""
+    if not data.is_dir():
+        return [Row("prepare", "files per second", f"skipped: no folder {data}")]
+    files = midi_files(data)[: 8 if quick else None]
+    cores = usable_cores()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch) / "midi"
+        for path in files:  # links, so that --quick can take a few files
+            link = folder / path.relative_to(data)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(path)
+        rates = {}
+        for workers in (1, cores):
+            started = time.perf_counter()
+            prepare(folder, Path(scratch) / f"cache-{workers}", workers=workers, progress=False)
+            rates[workers] = len(files) / (time.perf_counter() - started)
+        started = time.perf_counter()
+        report = prepare(folder, Path(scratch) / f"cache-{cores}", workers=cores, progress=False)
+        rerun = time.perf_counter() - started
+    return [Row("prepare", f"{len(files)} files, 1 process", rates[1], "files/s"),
+            Row("prepare", f"{len(files)} files, {cores} processes (all usable cores)", rates[cores], "files/s"),
+            Row("prepare", f"{cores} processes / 1", rates[cores] / rates[1], "x"),
+            Row("prepare", f"re-run, nothing changed ({report.tokenized} tokenized)", rerun * 1e3, "ms")]
+
+
+SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "gpu", "training", "parallel", "prepare")
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -592,6 +662,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="MIDI collection for the prepare section")
     args = parser.parse_args()
     scratch = tempfile.TemporaryDirectory()
     weights, described = weights_path(Path(scratch.name))
@@ -622,6 +693,8 @@ def main() -> None:
     rows += section("gpu", lambda: gpu(ck, tokenizer, args.quick)) or []
     rows += section("training", lambda: training(ck, args.quick, sampled[1] if sampled else TOKENS_PER_NOTE)) or []
     rows += section("midi_io", lambda: midi_loading(args.quick)) or []
+    rows += section("parallel", lambda: parallel_training(ck, args.quick)) or []
+    rows += section("prepare", lambda: prepare_speed(args.data, args.quick)) or []
     print(f"midigen benchmarks ({'quick' if args.quick else 'full'}; {described}; {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print_table(rows)

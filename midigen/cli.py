@@ -1,4 +1,4 @@
-"""Command line: ``python -m midigen {train,generate,evaluate,roundtrip,render}``."""
+"""Command line: ``python -m midigen {prepare,train,generate,evaluate,roundtrip,render}``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,26 @@ from .checkpoint import DEFAULT_WEIGHTS
 from .settings import SETTINGS, defaults, setting, to_request
 
 
-def add_train(commands) -> None:
-    p = commands.add_parser("train", help="train a model on a folder of MIDI files")
+def add_prepare(commands) -> None:
+    p = commands.add_parser("prepare", help="tokenize a folder of MIDI files into a token cache for training")
     p.add_argument("--data", required=True, help="folder searched recursively for .mid/.midi files")
+    p.add_argument("--out", required=True, help="token cache folder (created, or brought up to date)")
+    p.add_argument("--workers", type=int, help="processes tokenizing at once (default: all usable cores)")
+
+
+def run_prepare(args) -> None:
+    from .prepare import prepare
+
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    print(prepare(args.data, args.out, workers=args.workers))
+
+
+def add_train(commands) -> None:
+    p = commands.add_parser("train", help="train a model on a folder of MIDI files or a token cache")
+    p.add_argument("--data", required=True,
+                   help="token cache made by prepare, or a folder searched recursively for .mid/.midi files "
+                        "(then prepared into OUT.tokens)")
     p.add_argument("--out", required=True, help="checkpoint path without suffix, e.g. weights/mymodel")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=32)
@@ -146,8 +163,8 @@ def run_roundtrip(args) -> None:
 
     import pretty_midi
 
+    from .prepare import midi_files
     from .tokenizer import Tokenizer, roundtrip_accuracy
-    from .train import midi_files
 
     tokenizer = Tokenizer()
     matched = total = 0
@@ -182,14 +199,14 @@ def run_render(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="midigen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_train, add_generate, add_evaluate, add_roundtrip, add_render):
+    for add in (add_prepare, add_train, add_generate, add_evaluate, add_roundtrip, add_render):
         add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"train": run_train, "generate": run_generate, "evaluate": run_evaluate,
+    handlers = {"prepare": run_prepare, "train": run_train, "generate": run_generate, "evaluate": run_evaluate,
                 "roundtrip": run_roundtrip, "render": run_render}
     try:
         handlers[args.command](args)

@@ -28,6 +28,11 @@ GPU_MAX_SECONDS = 60
 FALLBACK_NOTICE = "The GPU was busy or unavailable, so this piece was composed on the CPU."
 
 
+def usable_cores() -> int:
+    """CPUs this process may run on (a container may see more in ``os.cpu_count()``)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def cuda_usable() -> bool:
     """True when a CUDA GPU can be used; torch is imported only when a GPU driver is present."""
     if not any(Path(p).exists() for p in GPU_DRIVER_PATHS):

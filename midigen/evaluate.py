@@ -10,8 +10,9 @@ import pretty_midi
 from tqdm import tqdm
 
 from .generate import GenerationRequest, Generator
+from .prepare import midi_files
 from .stats import piece_statistics, pitch_class_profile, summarize
-from .train import Piece, midi_files, validation_loss
+from .train import Piece, validation_loss
 
 
 def real_scores(generator: Generator, folder: str | Path, only: set[str] | None = None):

@@ -14,7 +14,6 @@ reaches ``top_p``.
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -22,6 +21,7 @@ from dataclasses import replace
 import numpy as np
 
 from .checkpoint import Checkpoint
+from .device import usable_cores
 from .kernels import Weights, cache_aligned_zeros, prime, sample_loop
 from .rules import Rules, SamplingSettings, chord_top
 from .tokenizer import Tokenizer
@@ -66,11 +66,6 @@ class Sampler(ABC):
              start: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, lengths): one row of ``settings.max_tokens`` tokens per row of ``u``, and how many of
         them each row keeps. ``start`` is (the prompt's last token, its position, its last chord top)."""
-
-
-def usable_cores() -> int:
-    """CPUs this process may run on (a container may see more in ``os.cpu_count()``)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class NumbaSampler(Sampler):

@@ -10,23 +10,21 @@ run can resume.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import pretty_midi
 import torch
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from . import checkpoint
-from .device import resolve_device
+from . import checkpoint, distributed, gpu_training, prepare
 from .model import MidiGRU, ModelConfig
 from .tokenizer import Tokenizer, TokenizerConfig
 
@@ -51,33 +49,6 @@ class Piece:
     name: str
     tokens: np.ndarray
     notes: int
-
-
-def midi_files(folder: str | Path) -> list[Path]:
-    """All .mid/.midi files under ``folder``, sorted."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi") and p.is_file())
-    if not files:
-        raise ValueError(f"no .mid or .midi files found in {folder}")
-    return files
-
-
-def load_pieces(files: list[Path], tokenizer: Tokenizer, root: Path) -> list[Piece]:
-    """Tokenize files, skipping (with a warning) any that cannot be read."""
-    pieces = []
-    for path in tqdm(files, desc="tokenizing", unit="file", leave=False):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                midi = pretty_midi.PrettyMIDI(str(path))
-        except Exception as error:  # MIDI parsers raise many error types
-            tqdm.write(f"skipping {path}: {error}")
-            continue
-        tokens = tokenizer.encode(midi)
-        notes = tokenizer.count_notes(tokens)
-        if notes:
-            pieces.append(Piece(str(path.relative_to(root)), np.asarray(tokens, dtype=np.int64), notes))
-    return pieces
 
 
 def split_by_file(pieces: list[Piece], share: float, seed: int) -> tuple[list[Piece], list[Piece]]:
@@ -197,7 +168,7 @@ def load_state(out: Path, model, optimizer, device) -> tuple[int, float, list]:
     for name, param in model.named_parameters():
         if name in meta["steps"]:
             optimizer.state[param] = {
-                "step": torch.tensor(meta["steps"][name]),
+                "step": torch.tensor(meta["steps"][name], device=param.device if optimizer.defaults["fused"] else None),
                 "exp_avg": tensors[f"optim.{name}.exp_avg"],
                 "exp_avg_sq": tensors[f"optim.{name}.exp_avg_sq"],
             }
@@ -213,55 +184,69 @@ def train(
     device: str = "auto",
     resume: bool = False,
 ) -> dict:
-    """Train on every MIDI file under ``data``; write the best checkpoint to ``out``.
+    """Train on a token cache or every MIDI file under ``data``; write the best checkpoint to ``out``.
 
-    Returns the checkpoint's metadata, including the final validation figures.
+    Returns the checkpoint's metadata, including the final validation figures. Under torchrun, every process
+    trains on its shard of the files and only rank 0 writes (``midigen.distributed``).
     """
     data, out = Path(data), Path(out)
     config = config or TrainConfig()
     torch.manual_seed(config.seed)
-    dev = torch.device(resolve_device(device))
+    ranks, dev = distributed.setup(device)
     tokenizer = Tokenizer(tokenizer_config or TokenizerConfig())
-    pieces = load_pieces(midi_files(data), tokenizer, data)
+    with distributed.main_first(ranks):  # rank 0 tokenizes a folder, the others then read its cache
+        cache = prepare.training_cache(data, out, tokenizer.config, update=ranks.is_main)
+    pieces = [Piece(*piece) for piece in cache.pieces()]
     if not pieces:
         raise ValueError(f"no readable MIDI files with notes in {data}")
     train_set, valid_set = split_by_file(pieces, config.validation_share, config.seed)
     model_cfg = ModelConfig(vocab_size=len(tokenizer.vocab), **(model_config or {}))
     model = MidiGRU(model_cfg).to(dev)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay,
+                                  fused=gpu_training.fused_optimizer(dev))
     first_epoch, best, history = 0, math.inf, []
     if resume and state_paths(out)[1].is_file():
         first_epoch, best, history = load_state(out, model, optimizer, dev)
-        tqdm.write(f"resuming after epoch {first_epoch}, best validation loss {best:.4f}")
+        distributed.say(ranks, f"resuming after epoch {first_epoch}, best validation loss {best:.4f}")
+    # -- data parallelism: what this rank trains on, and the model it steps --
+    trainer = distributed.wrap(gpu_training.for_training(model, dev), ranks, dev, config.seed)
+    rank_train, rank_valid = distributed.training_shard(train_set, ranks), distributed.shard(valid_set, ranks)
+    rank_batch = distributed.rank_batch_size(config.batch_size, ranks)
     description = data_description(data, train_set, valid_set)
-    tqdm.write(f"{model}\n{len(train_set)} training files, {len(valid_set)} validation files, device {dev}")
+    distributed.say(ranks, f"{model}\n{len(train_set)} training files, {len(valid_set)} validation files, "
+                    f"device {dev}, {ranks.world_size} process(es)")
     started = time.perf_counter()
     trained_tokens = 0
     for epoch in range(first_epoch, config.epochs):
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
-        windows = training_windows(train_set, config, tokenizer, random.Random(config.seed * 1000 + epoch))
-        progress = tqdm(batches(windows, config.batch_size), total=math.ceil(len(windows) / config.batch_size),
-                        desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False)
+        windows = training_windows(rank_train, config, tokenizer, random.Random(config.seed * 1000 + epoch))
+        steps = distributed.common_steps(math.ceil(len(windows) / rank_batch), ranks)
+        progress = tqdm(itertools.islice(batches(windows, rank_batch), steps), total=steps,
+                        desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch", leave=False, disable=not ranks.is_main)
         running = None
         for inputs, targets in progress:
             inputs, targets = inputs.to(dev), targets.to(dev)
-            loss = train_step(model, optimizer, inputs, targets, config.grad_clip)
+            loss = train_step(trainer, optimizer, inputs, targets, config.grad_clip)
             trained_tokens += int((targets != 0).sum())
             running = loss if running is None else 0.95 * running + 0.05 * loss
             progress.set_postfix(loss=f"{running:.3f}")
-        metrics = validation_loss(model, valid_set, dev)
+        metrics = distributed.sum_validation(validation_loss(model, rank_valid, dev), ranks)
         valid = metrics.get("nll_per_token", running)
         history.append({"epoch": epoch + 1, "train_loss": round(running, 4), "valid_loss": round(valid, 4)})
-        tqdm.write(f"epoch {epoch + 1}: train loss {running:.4f}, validation loss {valid:.4f}"
+        distributed.say(ranks, f"epoch {epoch + 1}: train loss {running:.4f}, validation loss {valid:.4f}"
                    + (f" ({metrics['nll_per_note']:.3f} nats/note)" if metrics else ""))
         if valid < best:
             best = valid
-            save_checkpoint(out, model, tokenizer, config, description, metrics, history)
-        save_state(out, model, optimizer, epoch + 1, best, history)
+            if ranks.is_main:
+                save_checkpoint(out, model, tokenizer, config, description, metrics, history)
+        if ranks.is_main:
+            save_state(out, model, optimizer, epoch + 1, best, history)
     elapsed = time.perf_counter() - started
+    distributed.barrier(ranks)
     meta = checkpoint.load(out).info
-    tqdm.write(f"best validation: {meta['validation']}; {trained_tokens / max(elapsed, 1e-9):,.0f} tokens/s")
+    distributed.say(ranks, f"best validation: {meta['validation']}; "
+                    f"{trained_tokens / max(elapsed, 1e-9):,.0f} tokens/s per process")
     return meta
 
 

@@ -10,17 +10,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from midigen_testkit import SHOWCASE, make_midi, run_cli, write_scales
+from midigen_testkit import run_cli, write_scales
 
 from midigen import checkpoint
 from midigen.model import MidiGRU
+from midigen.prepare import midi_files
 from midigen.tokenizer import Note, Score, Tokenizer
 from midigen.train import (
     Piece,
     TrainConfig,
     batches,
-    load_pieces,
-    midi_files,
     split_by_file,
     state_paths,
     train,
@@ -198,27 +197,6 @@ def test_folder_without_usable_midi_is_a_clear_error(tmp_path):
     (tmp_path / "drums.mid").write_bytes(b"")
     with pytest.raises(ValueError, match="no readable MIDI files"):
         train(tmp_path, tmp_path / "out", tiny_config(1), TINY_MODEL, device="cpu")
-
-
-def test_load_pieces_skips_unreadable_files(tmp_path):
-    (tmp_path / "broken.mid").write_bytes(b"MThd garbage")
-    (tmp_path / "good.midi").write_bytes(b"")
-    good = tmp_path / "sub" / "good.MID"
-    good.parent.mkdir()
-    good.write_bytes(make_midi_bytes())
-    files = midi_files(tmp_path)
-    assert [f.name for f in files] == ["broken.mid", "good.midi", "good.MID"]
-    loaded = load_pieces(files, TOKENIZER, tmp_path)
-    assert [p.name for p in loaded] == ["sub/good.MID"]
-    assert loaded[0].notes == len(SHOWCASE)
-
-
-def make_midi_bytes() -> bytes:
-    import io
-
-    buffer = io.BytesIO()
-    make_midi(SHOWCASE).write(buffer)
-    return buffer.getvalue()
 
 
 def test_train_cli(scales, tmp_path):
