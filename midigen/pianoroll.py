@@ -24,10 +24,10 @@ Notes = Sequence[pretty_midi.Note]
 
 def lane(seed: Notes, new: Notes) -> dict:
     """One variation: the seed's pitched notes and the new music's."""
-    notes = sorted([[n.pitch, round(n.start, 3), round(n.end, 3), 0] for n in seed]
-                   + [[n.pitch, round(n.start, 3), round(n.end, 3), 1] for n in new], key=lambda n: (n[1], n[0]))
+    notes = sorted([[int(n.pitch), round(float(n.start), 3), round(float(n.end), 3), int(is_new)]
+                    for part, is_new in ((seed, False), (new, True)) for n in part], key=lambda n: (n[1], n[0]))
     boundary = min((n.start for n in new), default=max((n.end for n in seed), default=0.0))
-    return {"notes": notes, "boundary": round(boundary, 3), "end": max((n[2] for n in notes), default=0.0)}
+    return {"notes": notes, "boundary": round(float(boundary), 3), "end": max((n[2] for n in notes), default=0.0)}
 
 
 def of_midi(midi: pretty_midi.PrettyMIDI) -> dict:
@@ -40,4 +40,4 @@ def roll(lanes: list[dict], start: float = 0.0) -> dict:
     """The whole roll: lanes on one time axis and one pitch range; the audio starts ``start`` s into the MIDI."""
     pitches = [n[0] for one in lanes for n in one["notes"]] or [60]
     return {"lanes": lanes, "low": min(pitches) - PITCH_MARGIN, "high": max(pitches) + PITCH_MARGIN,
-            "end": max((one["end"] for one in lanes), default=0.0), "start": round(start, 3)}
+            "end": max((one["end"] for one in lanes), default=0.0), "start": round(float(start), 3)}

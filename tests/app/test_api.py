@@ -360,5 +360,5 @@ def test_the_download_keeps_a_band_seed_exactly(app_client, tmp_path):
                          for program, drum, _, _, start, _ in added)
     assert summary_counts(result[SUMMARY]) == (len(added), len(before.notes))
     assert "before the new music" in result[SUMMARY]
-    audio = audio_facts(result[AUDIO][0])
+    audio = audio_facts(result["audio_1"])
     assert audio.rms > 0 and audio.seconds < midi_facts(output).end_time - 5
