@@ -34,6 +34,12 @@ CSS = """
 """
 WEB = Path(__file__).resolve().parent / "web"
 ROLL_TEMPLATE = '<div class="roll-scroll"><div class="roll-lanes"></div></div>'
+# Regenerate from here: without a typed time, the time where the chosen take's player is (web/piano_roll.js).
+REGENERATE_JS = """(steps, take, seconds) => {
+  const lane = take ? Number(String(take).replace(/\\D/g, "")) - 1 : 0;
+  const roll = window.midigenRoll;
+  return [steps, take, seconds || (roll && roll.position ? Math.round(roll.position(lane) * 100) / 100 : 0)];
+}"""
 
 
 
@@ -191,6 +197,20 @@ class Steps:
         names = history.shown(state)["names"]
         return str(self.studio.write_seed(data, names[min(take or 0, len(names) - 1)])), True
 
+    def regenerate_from(self, state: dict, take: int | None, seconds):
+        """The chosen take of the step shown becomes the seed again, kept up to ``seconds`` and composed anew
+        after it with a new random seed."""
+        data = history.take_to_continue(state, take or 0)
+        if data is None:
+            raise gr.Error("Generate something first; then pick a time in it to regenerate from.",
+                           print_exception=False)
+        if not seconds:
+            raise gr.Error("Pick a time: play the piece and pause where the new part should begin, or type the "
+                           "seconds in Regenerate from.", print_exception=False)
+        names = history.shown(state)["names"]
+        seed = self.studio.write_seed(data, names[min(take or 0, len(names) - 1)])
+        return str(seed), True, True, seconds
+
     def go(self, by: int) -> Callable:
         """Back (-1) or Forward (+1): show that step again, files and all."""
         def handler(state: dict):
@@ -288,6 +308,7 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                     continue_button = gr.Button("Continue", scale=1)
                     back_button = gr.Button("Back", scale=1)
                     forward_button = gr.Button("Forward", scale=1)
+                regenerate_button = gr.Button("Regenerate from here", size="sm")
                 take = gr.Radio(label="Take: the one Continue grows, and the first download", type="index",
                                 visible=False, elem_id="take")
                 with gr.Row(equal_height=True):
@@ -310,7 +331,12 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
         generated = generate_button.click(api, inputs, outputs, api_name="generate")
         continued = continue_button.click(handlers.continue_from, [steps, take], [seed_file, settings["keep_seed"]],
                                           **private).success(api, inputs, outputs, **private)
-        for event in (generated, continued):
+        regenerated = regenerate_button.click(
+            handlers.regenerate_from, [steps, take, settings["keep_seed_until"]],
+            [seed_file, settings["keep_seed"], settings["randomize"], settings["keep_seed_until"]],
+            js=REGENERATE_JS, **private).success(api, inputs, outputs, **private)
+        for event in (generated, continued, regenerated):
+            event.then(lambda: 0, None, [settings["keep_seed_until"]], **private)  # a cut applies to one request
             event.success(show_players, players, players, **private).success(
                 handlers.remember, [steps, seed_file, *outputs], [steps], **private).success(
                 lambda files: handlers.take_choice(len(files or [])), [midi_files], [take], **private)

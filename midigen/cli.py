@@ -99,10 +99,13 @@ def request_from_args(args):
 def run_generate(args) -> None:
     from .generate import Generator
     from .midi_io import MidiLimits, read_midi
-    from .splice import Seed
+    from .splice import Seed, cut
 
     request = request_from_args(args)
-    seed = Seed(read_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7))) if args.seed_midi else None
+    seed = None
+    if args.seed_midi:
+        file = read_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7))
+        seed = Seed(cut(file, request.keep_seed_until) if request.keep_seed_until else file)
     results = Generator(args.weights, args.device).generate(request, seed)
     out = Path(args.out)
     for index, result in enumerate(results, start=1):

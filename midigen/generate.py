@@ -34,6 +34,7 @@ class GenerationRequest:
     random_seed: int | None = None
     variations: int = setting("variations").default
     continuation_only: bool = not setting("keep_seed").default
+    keep_seed_until: float | None = None  # seconds: the seed is cut there and the rest composed again
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):
@@ -42,7 +43,7 @@ class GenerationRequest:
             raise ValueError("notes must be at least 1")
         if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
             raise ValueError("seconds must be a positive number")
-        for name in ("temperature", "top_p", "bpm", "program", "random_seed"):
+        for name in ("temperature", "top_p", "bpm", "program", "random_seed", "keep_seed_until"):
             check_range(name, getattr(self, name))
         if self.variations < 1:
             raise ValueError("variations must be at least 1")

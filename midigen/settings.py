@@ -44,6 +44,7 @@ class Setting:
     high: float | None = None
     step: float | None = None
     automatic: float | None = None
+    automatic_means: str = "automatic"
     app_only: bool = False
     advanced: bool = False
     beside_previous: bool = False
@@ -61,7 +62,7 @@ class Setting:
         if self.kind is bool:
             return "true / false"
         text = f"{self.show(self.low)}-{self.show(self.high)}"
-        return text if self.automatic is None else f"{self.show(self.automatic)} = automatic, else {text}"
+        return text if self.automatic is None else f"{self.show(self.automatic)} = {self.automatic_means}, else {text}"
 
 
 GM_PROGRAMS = tuple((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128))
@@ -87,6 +88,9 @@ SETTINGS: tuple[Setting, ...] = (
             app_only=True, cli="--variations"),
     Setting("keep_seed", bool, True, "Keep the seed in the output", "Off: the output holds only the new music.",
             "checkbox", advanced=True),
+    Setting("keep_seed_until", float, 0.0, "Regenerate from (seconds)",
+            "Keep the seed only up to this time, then compose the rest again (0: keep all of it).", "number",
+            0.0, 3600.0, automatic=0.0, automatic_means="the whole seed", cli="--keep-seed-until"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 NAMES = tuple(BY_NAME)
@@ -164,6 +168,7 @@ def to_request(cleaned: dict):
         random_seed=None if cleaned["randomize"] else cleaned["random_seed"],
         variations=cleaned["variations"],
         continuation_only=not cleaned["keep_seed"],
+        keep_seed_until=cleaned["keep_seed_until"] or None,
     )
 
 

@@ -13,6 +13,7 @@ import copy
 import io
 import math
 import struct
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -20,7 +21,7 @@ import mido
 import numpy as np
 import pretty_midi
 
-from .midi_io import CheckedMidi, MidiLimits, read_midi
+from .midi_io import CheckedMidi, MidiError, MidiLimits, read_midi
 from .tokenizer import Score
 
 DRUM_CHANNEL = 9
@@ -172,3 +173,37 @@ def _seconds(midi: pretty_midi.PrettyMIDI, ticks: np.ndarray) -> np.ndarray:
     change_ticks = np.array([midi.time_to_tick(t) for t in times], dtype=np.int64)
     index = np.searchsorted(change_ticks, ticks, side="right") - 1
     return times[index] + (ticks - change_ticks[index]) * (60.0 / (bpms[index] * midi.resolution))
+
+
+def cut(seed: CheckedMidi, seconds: float) -> CheckedMidi:
+    """The seed file up to ``seconds``, for regenerating from there: every note that starts before then,
+    with its whole length, and every other event before then; nothing that starts later."""
+    end = seed.midi.time_to_tick(seconds)
+    if not any(note.start < seconds for instrument in seed.midi.instruments for note in instrument.notes):
+        raise MidiError(f"There are no notes before {seconds:g} s to keep.")
+    source = mido.MidiFile(file=io.BytesIO(seed.data))
+    kept = mido.MidiFile(type=source.type, ticks_per_beat=source.ticks_per_beat)
+    for track in source.tracks:
+        events, held, now = [], Counter(), 0
+        for message in track:
+            now += message.time
+            key = (getattr(message, "channel", None), getattr(message, "note", None))
+            if message.type == "note_on" and message.velocity > 0:
+                if now < end:
+                    held[key] += 1
+                    events.append((now, message))
+            elif message.type in ("note_on", "note_off"):
+                if held[key]:  # the release of a kept note, wherever it falls
+                    held[key] -= 1
+                    events.append((now, message))
+            elif now < end and message.type != "end_of_track":
+                events.append((now, message))
+        out, previous = mido.MidiTrack(), 0
+        for tick, message in events:
+            out.append(message.copy(time=tick - previous))
+            previous = tick
+        out.append(mido.MetaMessage("end_of_track", time=0))
+        kept.tracks.append(out)
+    buffer = io.BytesIO()
+    kept.save(file=buffer)
+    return read_midi(buffer.getvalue(), UNBOUNDED)

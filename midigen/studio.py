@@ -23,7 +23,7 @@ from .generate import Generated, GenerationRequest, Generator
 from .midi_io import MidiLimits, read_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
 from .settings import UserError, setting
-from .splice import Seed, excerpt
+from .splice import Seed, cut, excerpt
 
 # Audio and piano roll start this long before the new music, or later if the seed has more events (notes,
 # controller changes, pitch bends) in that time; the MIDI file holds all. So long or dense seeds cost no more
@@ -67,12 +67,14 @@ class Studio:
         self.output_root = output_root or Path(tempfile.gettempdir()) / "midigen-outputs"
         self.output_root.mkdir(parents=True, exist_ok=True)
 
-    def load_seed(self, path: str | Path | None) -> tuple[Seed | None, list[str]]:
-        """The uploaded seed, validated; the model reads only its last part if it is long (with a notice)."""
+    def load_seed(self, path: str | Path | None, until: float | None = None) -> tuple[Seed | None, list[str]]:
+        """The uploaded seed, validated and cut at ``until`` seconds if given; the model reads only its last
+        part if it is long (with a notice)."""
         if not path:
             return None, []
         try:
             file = read_midi(path, self.limits.upload)
+            file = cut(file, until) if until else file
         except ValueError as error:
             raise UserError(str(error)) from None
         part = trim_to_last(file.midi, self.limits.max_seed_notes, self.limits.max_seed_seconds)
@@ -88,7 +90,7 @@ class Studio:
         started = time.perf_counter()
         self.sweep()
         progress(0.05, "Reading the seed")
-        seed, notices = self.load_seed(seed_path)
+        seed, notices = self.load_seed(seed_path, request.keep_seed_until)
         progress(0.15, "Composing")
         results: list[Generated]
         if sample is None:

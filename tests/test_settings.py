@@ -104,6 +104,8 @@ def test_cli_values_reach_the_request():
     assert (request.temperature, request.top_p, request.bpm, request.program) == (1.3, 0.5, 90.0, 40)
     assert (request.random_seed, request.variations, request.continuation_only) == (9, 3, True)
     assert parse_generate("--notes", "50").notes == 50 and parse_generate("--seconds", "600").seconds == 600
+    assert parse_generate("--keep-seed-until", "12.5").keep_seed_until == 12.5
+    assert parse_generate().keep_seed_until is None
 
 
 def test_cli_refuses_values_outside_the_shared_range():

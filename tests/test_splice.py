@@ -9,8 +9,8 @@ import pretty_midi
 import pytest
 from seed_pieces import band, channels, contents, long_piece, missing, performance, track_chunks
 
-from midigen.midi_io import read_midi, trim_to_last
-from midigen.splice import Seed, excerpt, splice
+from midigen.midi_io import MidiError, read_midi, trim_to_last
+from midigen.splice import Seed, cut, excerpt, splice
 from midigen.tokenizer import Note, Score, Tokenizer
 
 TOKENIZER = Tokenizer()
@@ -191,3 +191,27 @@ def test_excerpt_chases_at_most_the_last_pressed_held_notes():
     part = excerpt(midi, 5.0, max_held=3)
     assert [(n.pitch, n.start) for n in part.instruments[0].notes] == [(57, 0.0), (58, 0.0), (59, 0.0), (90, 1.0)]
     assert len(excerpt(midi, 5.0).instruments[0].notes) == 21
+
+
+@pytest.mark.parametrize("name", ["performance", "band"])
+def test_cut_keeps_everything_that_starts_before_the_time(name):
+    data = PIECES[name]()
+    whole = read_midi(data)
+    at = whole.midi.get_end_time() / 2
+    kept = contents(cut(whole, at).midi)
+    original = contents(whole.midi)
+    before = [n for n in original.notes if n[4] < at]
+    assert before and not missing(before, kept.notes), "a note before the cut changed or went missing"
+    assert len(kept.notes) == len(before), "a note after the cut was kept"
+    assert any(n[5] > at for n in kept.notes) or name == "band"  # held notes keep their whole length
+    playing = {n[0] for n in kept.notes}  # pretty_midi drops a part whose notes all come after the cut
+    assert not missing([c for c in original.controls if c[3] < at and c[0] in playing], kept.controls)
+    assert all(c[3] < at for c in kept.controls)
+    assert kept.tempi[0] == original.tempi[0]
+
+
+def test_cut_before_the_first_note_is_refused_clearly():
+    whole = read_midi(performance(seconds=10.0))
+    first = min(n.start for i in whole.midi.instruments for n in i.notes)
+    with pytest.raises(MidiError, match="no notes before"):
+        cut(whole, first / 2 if first > 0 else 0.0001)

@@ -181,3 +181,16 @@ def test_the_example_seeds_come_back_with_their_velocities(studio, tmp_path):
         before, after = contents(path.read_bytes()), contents(result.midi_paths[0].read_bytes())
         assert {n[3] for n in before.notes} == {92, 64}
         assert not missing(before.notes, after.notes)
+
+
+def test_regenerate_from_a_time_keeps_everything_before_it(studio, seeds):
+    data = seeds["performance"].read_bytes()
+    at = 20.0
+    result = studio.run(seeds["performance"], replace(REQUEST, keep_seed_until=at))
+    output = contents(result.midi_paths[0].read_bytes())
+    original = contents(data)
+    before = [n for n in original.notes if n[4] < at]
+    assert not missing(before, output.notes), "a note before the cut changed or went missing"
+    added = missing(output.notes, before)
+    assert added and all(program == 40 for program, *_ in added), "a seed note after the cut was kept"
+    assert min(start for *_, start, _ in added) >= max(start for *_, start, _ in before) - 1e-6

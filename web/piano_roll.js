@@ -51,6 +51,7 @@ function drawLane(canvas, lane, roll) {
 
 function draw() {
   const roll = props.value;
+  state.start = roll && roll.start ? roll.start : 0;  // seconds into the MIDI file where the audio starts
   box = element.querySelector(".roll-scroll");  // the template may have been rendered again
   lanesBox = element.querySelector(".roll-lanes");
   lanesBox.innerHTML = "";
@@ -86,6 +87,12 @@ function seek(index, seconds) {
   const play = playerButton(index, "Play");
   if (play) play.click();
 }
+
+// Seconds into the MIDI file where lane `index` is playing or paused (0 if it never played).
+state.position = index => {
+  const media = state.laneMedia[index];
+  return media ? state.start + media.currentTime : 0;
+};
 
 // Called by each player's "play" event (app.py): the element that just started belongs to lane `index`.
 state.playing = index => {

@@ -385,3 +385,20 @@ def test_clicking_the_roll_before_playing_starts_there(page):
     page.locator(".roll-lane").first.click(position={"x": 10 * 48, "y": 40})
     page.wait_for_function(f"() => Number(document.querySelector('{ROLL}').dataset.time) >= 9.5")
     page.locator("#player-1 button[aria-label='Pause']").click()
+
+
+def test_regenerate_from_a_time_keeps_every_note_before_it(page, tmp_path):
+    click(page, "Generate")
+    summary = wait_for_summary(page)
+    _, first = download_midi(page, tmp_path / "first")
+    cut_at = page.get_by_label("number input for Regenerate from (seconds)")
+    cut_at.fill("12")
+    cut_at.press("Enter")
+    click(page, "Regenerate from here")
+    again = wait_for_summary(page, previous=summary)
+    _, piece = download_midi(page, tmp_path / "again")
+    before = [note for note in first.notes if note[1] < 12]
+    assert before and all(find_note(piece.notes, note) for note in before), "a note before the cut changed"
+    assert not any(find_note(piece.notes, note) for note in first.notes if note[1] >= 12.5), again
+    assert summary_counts(again)[1] == len(before)
+    page.wait_for_function("(e) => e.value === '0'", arg=cut_at.element_handle())  # the cut was for one request
