@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pretty_midi
 import pytest
 from app_testkit import (
     MAX_RANDOM_SEED,
@@ -362,3 +363,16 @@ def test_the_download_keeps_a_band_seed_exactly(app_client, tmp_path):
     assert "before the new music" in result[SUMMARY]
     audio = audio_facts(result["audio_1"])
     assert audio.rms > 0 and audio.seconds < midi_facts(output).end_time - 5
+
+
+def test_keep_seed_until_regenerates_the_rest(app_client, seed_files):
+    seed = midi_facts(seed_files["scale"])
+    result = generate(app_client, seed_files["scale"], seconds=4, random_seed=12, program=40, keep_seed_until=2.0)
+    before = [note for note in seed.notes if note[1] < 2.0]
+    out = pretty_midi.PrettyMIDI(result[MIDI][0])
+    *seed_tracks, new_track = out.instruments
+    kept = sorted((n.pitch, n.start, n.end) for i in seed_tracks for n in i.notes)
+    assert len(kept) == len(before) and all(same_note(a, b) for a, b in zip(kept, before, strict=True))
+    assert new_track.program == 40 and new_track.notes
+    assert min(n.start for n in new_track.notes) >= before[-1][1] - 1e-3
+    assert summary_counts(result[SUMMARY]) == (len(new_track.notes), len(before))
