@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import DEFAULT_WEIGHTS
-from .generate import GenerationRequest
+from .generate import DENSITY_CHOICES, GenerationRequest
 
 DEFAULTS = GenerationRequest()
 
@@ -68,6 +68,11 @@ def add_generate(commands) -> None:
     p.add_argument("--random-seed", type=int, help="same seed and settings give the same file")
     p.add_argument("--variations", type=int, default=1)
     p.add_argument("--continuation-only", action="store_true", help="leave the seed out of the output")
+    p.add_argument("--key", default=DEFAULTS.key, type=str.strip, metavar="KEY",
+                   help="auto (the seed's key; from scratch the model's choice), free, or a key such as "
+                        "'D minor', 'Eb major', 'F# minor'")
+    p.add_argument("--density", default=DEFAULTS.density, choices=DENSITY_CHOICES,
+                   help="notes per beat: auto (the seed's; from scratch the model's choice) or sparse to dense")
     p.add_argument("--audio", help="also render audio to this file (.mp3 or .wav)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
@@ -81,6 +86,7 @@ def run_generate(args) -> None:
         seconds=None if args.notes is not None else (30.0 if args.seconds is None else args.seconds),
         bpm=args.bpm, program=args.program,
         random_seed=args.random_seed, variations=args.variations, continuation_only=args.continuation_only,
+        key=args.key.lower() if args.key.lower() in ("auto", "free") else args.key, density=args.density,
     )
     seed = load_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7)) if args.seed_midi else None
     results = Generator(args.weights, args.device).generate(request, seed)
@@ -101,20 +107,38 @@ def run_generate(args) -> None:
 
 
 def add_evaluate(commands) -> None:
-    p = commands.add_parser("evaluate", help="validation NLL and statistics of generated vs real pieces")
+    p = commands.add_parser("evaluate", help="validation NLL, statistics of generated vs real pieces, "
+                                             "continuations against their seeds, key and density controls")
     p.add_argument("--data", required=True, help="folder of real MIDI files")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--validation-only", action="store_true",
                    help="use only the files the checkpoint held out from training")
-    p.add_argument("--pieces", type=int, default=16, help="pieces to generate")
+    p.add_argument("--pieces", type=int, default=16, help="pieces to generate from scratch")
     p.add_argument("--notes", type=int, default=2000, help="notes per generated piece")
+    p.add_argument("--seed-lengths", default="40,150,500", help="continuations: seed lengths in notes")
+    p.add_argument("--seeds-per-piece", type=int, default=3, help="continuations: random seeds per seed")
+    p.add_argument("--key-pieces", type=int, default=24,
+                   help="controls: 30 s pieces from scratch in a chosen key (one per key, cycling; 0: skip)")
     p.add_argument("--temperature", type=float, default=DEFAULTS.temperature)
     p.add_argument("--top-p", type=float, default=DEFAULTS.top_p)
     p.add_argument("--random-seed", type=int, default=0)
 
 
 def run_evaluate(args) -> None:
-    from .evaluate import compare, format_table, generated_scores, negative_log_likelihood, real_scores
+    from .controls import KEY_NAMES
+    from .evaluate import (
+        CONTINUATION_NOTES,
+        compare,
+        continuation_scores,
+        density_control,
+        format_continuations,
+        format_table,
+        generated_scores,
+        key_control,
+        long_form,
+        negative_log_likelihood,
+        real_scores,
+    )
     from .generate import Generator
 
     generator = Generator(args.weights, "cpu")
@@ -126,10 +150,32 @@ def run_evaluate(args) -> None:
         raise ValueError(f"no usable MIDI files in {args.data}")
     nll = negative_log_likelihood(generator, real)
     print(f"validation NLL over {nll['pieces']} pieces: {nll['nll_per_note']:.3f} nats/note, "
-          f"{nll['nll_per_token']:.3f} nats/token")
+          f"{nll['nll_per_token']:.3f} nats/token (controls unknown)")
+    if "controlled" in nll:
+        print(f"  with each window's own controls: {nll['controlled']['nll_per_note']:.3f} nats/note, "
+              f"{nll['controlled']['nll_per_token']:.3f} nats/token")
+    sampling = {"temperature": args.temperature, "top_p": args.top_p}
+    lengths = [int(x) for x in args.seed_lengths.split(",") if x.strip()]
+    print(f"\ncontinuations of {CONTINUATION_NOTES} notes, {args.seeds_per_piece} random seeds per seed "
+          "(score: 0 = another piece's real continuation, 1 = this piece's)")
+    print(format_continuations(continuation_scores(generator, real, lengths, seeds_per_piece=args.seeds_per_piece,
+                                                   random_seed=args.random_seed, **sampling)))
     generated = generated_scores(generator, args.pieces, args.notes, args.temperature, args.top_p, args.random_seed)
-    print(f"{args.pieces} generated pieces of {args.notes} notes, temperature {args.temperature}, top-p {args.top_p}")
+    print(f"\n{args.pieces} generated pieces of {args.notes} notes, temperature {args.temperature}, top-p {args.top_p}")
     print(format_table(compare(generator, real, generated)))
+    print("\nlong form (first against last 200 notes; distinct 8-note n-grams):")
+    for label, pieces in (("held-out real", [s for _, s in real]), ("generated", generated)):
+        form = long_form(pieces)
+        if form["pieces"]:
+            print(f"  {label:<14} key distance {form['first_last_key_distance']:.2f}, "
+                  f"distinct 8-grams {form['distinct_8gram_share']:.2f} ({form['pieces']} pieces)")
+    if generator.checkpoint.model_config.control_size and args.key_pieces:
+        keys = [KEY_NAMES[i % len(KEY_NAMES)] for i in range(args.key_pieces)]
+        share = key_control(generator, keys, random_seed=args.random_seed, **sampling)
+        print(f"\nkey control: {share:.0%} of {len(keys)} pieces of 30 s from scratch are in the key asked for")
+        density = density_control(generator, random_seed=args.random_seed, **sampling)
+        print("density control (notes per beat, 30 s from scratch): "
+              + ", ".join(f"{level} {value:.2f}" for level, value in density.items()))
 
 
 def add_roundtrip(commands) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pretty_midi
 
 from . import checkpoint
+from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
@@ -32,6 +33,8 @@ class GenerationRequest:
     random_seed: int | None = None
     variations: int = 1
     continuation_only: bool = False
+    key: str = "auto"  # "auto" (the seed's), "free", or one of KEY_NAMES such as "D minor"
+    density: str = "auto"  # "auto" (the seed's) or one of DENSITY_LEVELS, sparse to dense
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):
@@ -48,7 +51,15 @@ class GenerationRequest:
             raise ValueError(f"random seed must be between 0 and {MAX_RANDOM_SEED}")
         if self.variations < 1:
             raise ValueError("variations must be at least 1")
+        if self.key not in ("auto", "free"):
+            key_index(self.key)
+        if self.density not in ("auto", *DENSITY_LEVELS):
+            raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {self.density!r}")
         SamplingSettings(self.temperature, self.top_p)
+
+
+KEY_CHOICES = ("auto", "free", *KEY_NAMES)
+DENSITY_CHOICES = ("auto", *DENSITY_LEVELS)
 
 
 @dataclass
@@ -96,9 +107,33 @@ class Generator:
 
     def generate(self, request: GenerationRequest, seed_midi: pretty_midi.PrettyMIDI | None = None) -> list[Generated]:
         """Sample ``request.variations`` pieces continuing ``seed_midi`` (or from scratch)."""
+        seed = self.tokenizer.midi_to_score(seed_midi) if seed_midi is not None else Score([], request.bpm or 0.0)
+        return self.continue_score(request, seed)
+
+    def controls(self, request: GenerationRequest, seed: Score) -> Controls:
+        """What the model is asked to keep: the seed's key, register, density and loudness (nothing from
+        scratch), with the key and density the request names instead of the seed's."""
+        controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
+        if self.checkpoint.model_config.control_size == 0:
+            if request.key != "auto" or request.density != "auto":
+                raise ValueError("these weights were trained without key and density controls: "
+                                 "use key and density auto, or weights trained by this version of midigen")
+            return Controls()
+        levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
+        if request.key == "free":
+            controls = controls.replace(profile=None)
+        elif request.key != "auto":
+            controls = controls.replace(profile=levels.key_profile(request.key))
+        if request.density != "auto":
+            controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
+        return controls
+
+    def continue_score(self, request: GenerationRequest, seed: Score) -> list[Generated]:
+        """``generate`` for a seed that is already a score (empty: from scratch)."""
         tok = self.tokenizer
         random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
-        seed = tok.midi_to_score(seed_midi) if seed_midi is not None else Score([], request.bpm or 0.0)
+        control = self.controls(request, seed)
+        control = control.vector() if control != Controls() else None
         if request.bpm:
             seed = replace(seed, bpm=request.bpm)
         if not seed.bpm:
@@ -107,7 +142,7 @@ class Generator:
         position = seed.notes[-1].start if seed.notes else 0
         settings = self._settings(request, position, seed.bpm)
         results = []
-        for tokens in self.sampler.sample(prompt, settings, request.variations, random_seed, position):
+        for tokens in self.sampler.sample(prompt, settings, request.variations, random_seed, position, control):
             full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm)
             seed_keys = {(n.pitch, n.start) for n in seed.notes}
             new_notes = [n for n in full.notes if (n.pitch, n.start) not in seed_keys]

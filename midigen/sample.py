@@ -425,6 +425,8 @@ class NumbaSampler:
         hidden = checkpoint.model_config.hidden_size
         self.tokenizer = tokenizer
         self.input_table = np.ascontiguousarray(t["embedding.weight"] @ t["gru.weight_ih_l0"].T + t["gru.bias_ih_l0"])
+        # controls enter as a constant input bias: W_ih (E[token] + P c) + b_ih = table[token] + W_ih P c
+        self.control_bias = t["gru.weight_ih_l0"] @ t["control.weight"] if "control.weight" in t else None
         # weights keep torch's (out features, in features) layout: each output is a dot product over one row
         self.ih = half_bits(np.stack([t[f"gru.weight_ih_l{i}"] for i in range(1, layers)])
                             if layers > 1 else np.zeros((0, 3 * hidden, hidden), np.float32))
@@ -440,14 +442,18 @@ class NumbaSampler:
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="midigen-sample") if self.workers > 1 else None
 
     def sample(self, prompt: list[int], settings: SamplingSettings, batch: int, random_seed: int,
-               position: int = 0) -> list[list[int]]:
+               position: int = 0, control: np.ndarray | None = None) -> list[list[int]]:
         """``batch`` continuations of ``prompt`` (which must end in a token the grammar can follow).
 
-        ``position`` is the prompt's length in grid steps, counted toward ``max_steps``.
+        ``position`` is the prompt's length in grid steps, counted toward ``max_steps``; ``control`` the
+        control vector read at every step (``midigen.controls``; None: nothing asked).
         """
         prompt_array = np.asarray(prompt, dtype=np.int64)
+        table = self.input_table
+        if control is not None and self.control_bias is not None:
+            table = np.ascontiguousarray(table + self.control_bias @ np.asarray(control, dtype=np.float32))
         primed = cache_aligned_zeros((self.layers, 1, self.hidden))  # every row starts from the same state
-        _prime(prompt_array, self.input_table, self.ih, self.ih_b, self.hh, self.hh_b, primed)
+        _prime(prompt_array, table, self.ih, self.ih_b, self.hh, self.hh_b, primed)
         u = uniforms(random_seed, batch, settings.max_tokens)
         out = np.zeros((batch, settings.max_tokens), dtype=np.int64)
         ranges = self.tokenizer.vocab.kind_ranges()
@@ -457,7 +463,7 @@ class NumbaSampler:
             h = cache_aligned_zeros((self.layers, rows.stop - rows.start, self.hidden))
             h[...] = primed
             return _sample_loop(
-                prompt_array[-1], self.input_table, self.ih, self.ih_b, self.hh, self.hh_b, self.head,
+                prompt_array[-1], table, self.ih, self.ih_b, self.hh, self.hh_b, self.head,
                 self.head_b, h, self.may_follow, float(settings.temperature), float(settings.top_p),
                 u[rows], ranges["PITCH"].start, ranges["PITCH"].stop, ranges["SHIFT"].start, ranges["SHIFT"].stop,
                 ranges["VELOCITY"].start, ranges["VELOCITY"].stop, position, top,
@@ -489,9 +495,11 @@ class TorchSampler:
         self.may_follow = torch.from_numpy(grammar(tokenizer)).to(self.device)
 
     def sample(self, prompt: list[int], settings: SamplingSettings, batch: int, random_seed: int,
-               position: int = 0) -> list[list[int]]:
+               position: int = 0, control: np.ndarray | None = None) -> list[list[int]]:
         torch = self.torch
         dev = self.device
+        if control is not None:
+            control = torch.from_numpy(np.asarray(control, dtype=np.float32)).to(dev).expand(batch, -1)
         ranges = self.tokenizer.vocab.kind_ranges()
         shift_values = torch.zeros(len(self.tokenizer.vocab), dtype=torch.long, device=dev)
         shift_values[ranges["SHIFT"].start : ranges["SHIFT"].stop] = torch.arange(1, len(ranges["SHIFT"]) + 1)
@@ -509,10 +517,10 @@ class TorchSampler:
         vocab = torch.arange(len(self.tokenizer.vocab), device=dev)
         with torch.inference_mode():
             prefix = torch.tensor(prompt, device=dev).expand(batch, -1)
-            state = self.model(prefix[:, :-1])[1] if len(prompt) > 1 else None
+            state = self.model(prefix[:, :-1], None, control)[1] if len(prompt) > 1 else None
             token = prefix[:, -1].clone()
             for t in range(settings.max_tokens):
-                logits, state = self.model(token[:, None], state)
+                logits, state = self.model(token[:, None], state, control)
                 allowed = self.may_follow[token] & ~(is_pitch & (vocab <= top[:, None]))
                 allowed &= ~(is_velocity & (top[:, None] >= ranges["PITCH"].stop - 1))
                 choice = self._draw(logits[:, 0].double(), allowed, settings, u[:, t])

@@ -40,11 +40,13 @@ def midi_bytes(
     drums=(),
     tempo_changes=(),
     program: int = 0,
+    pedal=(),
 ) -> bytes:
     """A type-1 MIDI file. Notes are ``(pitch, start, duration[, velocity])`` in 1/12-beat steps.
 
     ``extra_tracks`` is a list of further note lists (one track each, its own channel), ``drums``
-    a note list written on channel 10, ``tempo_changes`` a list of ``(beat, bpm)`` after the first tempo.
+    a note list written on channel 10, ``tempo_changes`` a list of ``(beat, bpm)`` after the first tempo,
+    ``pedal`` a list of ``(step, value)`` sustain-pedal changes (controller 64) in the first track.
     """
     if resolution % GRID:
         raise ValueError("fixture resolutions must be multiples of 12")
@@ -59,6 +61,9 @@ def midi_bytes(
         parts.append((list(drums), 9))
     for part, channel in parts:
         events = [(0, 0, mido.Message("program_change", program=program, channel=channel))]
+        if channel == 0:
+            events += [(step * ticks_per_step, 0, mido.Message("control_change", control=64, value=value))
+                       for step, value in pedal]
         for note in part:
             pitch, start, duration, velocity = (*note, 80)[:4]
             on, off = start * ticks_per_step, (start + duration) * ticks_per_step
@@ -146,11 +151,14 @@ def write_scales(folder: Path, count: int = 6) -> Path:
 # -- checkpoints ----------------------------------------------------------------
 
 
-def random_checkpoint(seed: int = 1234, hidden: int = 32, layers: int = 2, embedding: int = 16, config=None):
-    """(model, Checkpoint) of a randomly initialised MidiGRU over the default vocabulary."""
+def random_checkpoint(seed: int = 1234, hidden: int = 32, layers: int = 2, embedding: int = 16, config=None,
+                      controls: int = 0):
+    """(model, Checkpoint) of a randomly initialised MidiGRU over the default vocabulary
+    (reading a control vector of ``controls`` values when it is not 0)."""
     tokenizer_config = config or TokenizerConfig()
     torch.manual_seed(seed)
-    model_config = ModelConfig(len(Tokenizer(tokenizer_config).vocab), embedding, hidden, layers, dropout=0.0)
+    model_config = ModelConfig(len(Tokenizer(tokenizer_config).vocab), embedding, hidden, layers, dropout=0.0,
+                               control_size=controls)
     model = MidiGRU(model_config).eval()
     tensors = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     return model, checkpoint.Checkpoint(model_config, tokenizer_config, tensors, {"note": "random weights"})
