@@ -116,6 +116,7 @@ def add_evaluate(commands) -> None:
     p.add_argument("--pieces", type=int, default=16, help="pieces to generate from scratch")
     p.add_argument("--notes", type=int, default=2000, help="notes per generated piece")
     p.add_argument("--seed-lengths", default="40,150,500", help="continuations: seed lengths in notes")
+    p.add_argument("--continuation-notes", type=int, default=150, help="continuations: new notes per seed")
     p.add_argument("--seeds-per-piece", type=int, default=3, help="continuations: random seeds per seed")
     p.add_argument("--key-pieces", type=int, default=24,
                    help="controls: 30 s pieces from scratch in a chosen key (one per key, cycling; 0: skip)")
@@ -127,7 +128,6 @@ def add_evaluate(commands) -> None:
 def run_evaluate(args) -> None:
     from .controls import KEY_NAMES
     from .evaluate import (
-        CONTINUATION_NOTES,
         compare,
         continuation_scores,
         density_control,
@@ -156,10 +156,11 @@ def run_evaluate(args) -> None:
               f"{nll['controlled']['nll_per_token']:.3f} nats/token")
     sampling = {"temperature": args.temperature, "top_p": args.top_p}
     lengths = [int(x) for x in args.seed_lengths.split(",") if x.strip()]
-    print(f"\ncontinuations of {CONTINUATION_NOTES} notes, {args.seeds_per_piece} random seeds per seed "
-          "(score: 0 = another piece's real continuation, 1 = this piece's)")
-    print(format_continuations(continuation_scores(generator, real, lengths, seeds_per_piece=args.seeds_per_piece,
-                                                   random_seed=args.random_seed, **sampling)))
+    print(f"\ncontinuations of {args.continuation_notes} notes, {args.seeds_per_piece} random seeds per seed "
+          "(score: 0 = another piece's real continuation, 1 = this piece's; in key: share of continuations "
+          "estimated in the seed's key, generated and real)")
+    print(format_continuations(continuation_scores(generator, real, lengths, args.continuation_notes,
+                                                   args.seeds_per_piece, args.random_seed, **sampling)))
     generated = generated_scores(generator, args.pieces, args.notes, args.temperature, args.top_p, args.random_seed)
     print(f"\n{args.pieces} generated pieces of {args.notes} notes, temperature {args.temperature}, top-p {args.top_p}")
     print(format_table(compare(generator, real, generated)))

@@ -18,6 +18,8 @@ MAX_RANDOM_SEED = 2**31 - 1
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
+KEY_FOCUS = 1.0  # power applied to the key profile asked for (``Controls.focused``)
+OPENING_NOTES = 32  # from scratch, the notes written freely before the piece keeps their key and character
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class Generator:
             controls = controls.replace(profile=levels.key_profile(request.key))
         if request.density != "auto":
             controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
-        return controls
+        return controls.focused(KEY_FOCUS)
 
     def continue_score(self, request: GenerationRequest, seed: Score) -> list[Generated]:
         """``generate`` for a seed that is already a score (empty: from scratch)."""
@@ -141,9 +143,15 @@ class Generator:
         prompt = tok.score_to_tokens(seed, add_eos=False)
         position = seed.notes[-1].start if seed.notes else 0
         settings = self._settings(request, position, seed.bpm)
+        if seed.notes or not self.checkpoint.model_config.control_size:
+            rows = self.sampler.sample(prompt, settings, request.variations, random_seed, position, control)
+        else:
+            opening = replace(settings, max_notes=min(settings.max_notes, OPENING_NOTES))
+            rows = [self._keep_home(request, prompt, tokens, settings, random_seed + 1 + row) for row, tokens
+                    in enumerate(self.sampler.sample(prompt, opening, request.variations, random_seed, 0, control))]
         results = []
-        for tokens in self.sampler.sample(prompt, settings, request.variations, random_seed, position, control):
-            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm)
+        for tokens in rows:
+            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=tok.level_velocities(seed))
             seed_keys = {(n.pitch, n.start) for n in seed.notes}
             new_notes = [n for n in full.notes if (n.pitch, n.start) not in seed_keys]
             continuation = Score(new_notes, full.bpm)
@@ -151,6 +159,22 @@ class Generator:
             midi = tok.score_to_midi(kept, program=request.program)
             results.append(Generated(midi, Score(list(seed.notes), full.bpm), continuation, tokens, random_seed))
         return results
+
+    def _keep_home(self, request: GenerationRequest, prompt: list[int], opening: list[int],
+                   settings: SamplingSettings, random_seed: int) -> list[int]:
+        """A piece from scratch keeps what its opening chose: after ``OPENING_NOTES`` notes written freely,
+        the rest is written with the opening's controls (a key or density asked for still wins), as if the
+        opening were a seed. Without this a long piece wanders off into unrelated keys."""
+        ranges = self.tokenizer.vocab.kind_ranges()
+        notes = sum(t in ranges["PITCH"] for t in opening)
+        if notes < OPENING_NOTES or notes >= settings.max_notes:
+            return opening  # the piece ended within its opening
+        prompt = prompt + opening
+        control = self.controls(request, self.tokenizer.tokens_to_score(prompt)).vector()
+        position = sum(t - ranges["SHIFT"].start + 1 for t in prompt if t in ranges["SHIFT"])
+        rest = replace(settings, max_notes=settings.max_notes - notes,
+                       max_tokens=max(settings.max_tokens - len(opening), 1))
+        return opening + self.sampler.sample(prompt, rest, 1, random_seed, position, control)[0]
 
     def _sample_tempo(self, random_seed: int) -> float:
         """The model's own choice of tempo for a piece started from scratch."""

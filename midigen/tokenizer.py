@@ -242,8 +242,11 @@ class Tokenizer:
             tokens.append(EOS)
         return tokens
 
-    def tokens_to_score(self, tokens, bpm: float | None = None) -> Score:
+    def tokens_to_score(self, tokens, bpm: float | None = None, velocities: dict[int, int] | None = None) -> Score:
         """Decode any token sequence into a valid score.
+
+        A velocity level plays at the middle of its band, or at ``velocities[level]`` when given (a
+        continuation plays each level as loud as its seed did: ``level_velocities``).
 
         Tolerant: unknown ids, stray durations and repeated tempo tokens are
         ignored; a pitch without a duration gets one beat; decoding stops at
@@ -279,13 +282,20 @@ class Tokenizer:
             elif kind == "SHIFT":
                 position += value
             elif kind == "VELOCITY":
-                velocity = self.level_velocity(value)
+                velocity = (velocities or {}).get(value) or self.level_velocity(value)
             elif kind == "TEMPO" and tempo is None:
                 tempo = self.bin_tempo(value)
         if pending_pitch is not None:
             close(pending_pitch, self.config.steps_per_beat)
         notes = [Note(*note) for note in piano_notes(presses)]
         return Score(notes, bpm or tempo or DEFAULT_BPM)
+
+    def level_velocities(self, score: Score) -> dict[int, int]:
+        """The mean velocity of the score's notes at each velocity level they use."""
+        found: dict[int, list[int]] = {}
+        for note in score.notes:
+            found.setdefault(self.velocity_level(note.velocity), []).append(note.velocity)
+        return {level: round(sum(v) / len(v)) for level, v in found.items()}
 
     # -- shortcuts --------------------------------------------------------
     def encode(self, midi: pretty_midi.PrettyMIDI, add_eos: bool = True) -> list[int]:

@@ -23,8 +23,14 @@ SEED_NOTES = [(60, 0, 12, 90), (64, 12, 12, 70), (67, 24, 6, 50), (48, 36, 24, 1
 NEW_NOTES = 20
 
 
-def quantized_seed() -> list[tuple[int, int, int, int]]:
-    return sorted(((p, s, d, quantized_velocity(v)) for p, s, d, v in SEED_NOTES), key=lambda n: (n[1], n[0]))
+def played_seed() -> list[tuple[int, int, int, int]]:
+    """The seed as the output plays it: each velocity level as loud as the seed's notes at that level were
+    on average (the notes of SEED_NOTES that share a level share a velocity, so each keeps its own)."""
+    levels = {}
+    for _, _, _, v in SEED_NOTES:
+        levels.setdefault(quantized_velocity(v), set()).add(v)
+    assert all(len(velocities) == 1 for velocities in levels.values())
+    return sorted(SEED_NOTES, key=lambda n: (n[1], n[0]))
 
 
 def assert_same_notes(actual, expected, everything=None):
@@ -81,7 +87,7 @@ def test_same_seed_and_settings_give_identical_files(variations):
 
 def test_output_starts_with_the_seed_and_continues_it(variations):
     folder, _ = variations
-    seed = quantized_seed()
+    seed = played_seed()
     last_onset = max(s for _, s, _, _ in SEED_NOTES)
     for i in (1, 2, 3):
         notes = notes_of(folder / f"a-{i}.mid")
@@ -112,7 +118,7 @@ def test_continuation_only_and_seconds(tmp_path, seed_midi, shipped_generator, c
     assert_same_notes(notes, [(n.pitch, n.start, n.duration, n.velocity) for n in expected.notes])
     full = shipped_generator.generate(GenerationRequest(seconds=seconds, random_seed=5), load_midi(seed_midi))[0]
     full_notes = notes_of_midi(full.midi)
-    assert_same_notes(full_notes[: len(SEED_NOTES)], quantized_seed(), everything=full_notes)
+    assert_same_notes(full_notes[: len(SEED_NOTES)], played_seed(), everything=full_notes)
     assert len(notes_of_midi(full.midi)) == len(SEED_NOTES) + count
     # roughly `seconds` of music after the seed's last onset
     midi = pretty_midi.PrettyMIDI(str(out))
@@ -268,7 +274,8 @@ def test_roundtrip_command_on_an_empty_folder(tmp_path, capsys):
 
 def test_evaluate_command(fixture_midi_dir, capsys):
     code = cli.main(["evaluate", "--data", str(fixture_midi_dir), "--weights", str(SHIPPED_WEIGHTS),
-                     "--pieces", "2", "--notes", "100"])
+                     "--pieces", "2", "--notes", "100", "--seed-lengths", "10,20,500", "--continuation-notes", "20",
+                     "--seeds-per-piece", "2"])
     out = capsys.readouterr().out
     assert code == 0
     nll = re.search(r"validation NLL over 3 pieces: ([\d.]+) nats/note, ([\d.]+) nats/token", out)
@@ -282,6 +289,8 @@ def test_evaluate_command(fixture_midi_dir, capsys):
     rows = {}
     for line in lines[header + 1:]:
         parts = line.split()
+        if not parts:
+            break
         rows[parts[0]] = [float(x.lstrip("±")) for x in parts[1:] if x != "±"]
     # one row per statistic, plus the distance between pitch-class profiles
     (distance,) = set(rows) - set(statistics)
@@ -289,3 +298,10 @@ def test_evaluate_command(fixture_midi_dir, capsys):
     assert sorted(rows) == sorted(statistics + [distance])
     assert all(len(values) == 4 and all(math.isfinite(v) for v in values) for values in rows.values())
     assert 0.0 <= rows[distance][2] <= 1.0
+    # continuations: one row per seed length that two pieces or more are long enough for (not the 20-note one)
+    top = next(i for i, line in enumerate(lines) if line.split()[:2] == ["seed", "length"])
+    assert lines[top].split()[2:] == ["key", "register", "density", "loudness", "in", "key", "(real)"]
+    assert [line.split()[:4] for line in lines[top + 1 : top + 3]] == [["10", "notes", "(2", "pieces)"],
+                                                                       ["20", "notes", "(2", "pieces)"]]
+    assert not lines[top + 3].strip()
+    assert "long form" in out and "key control" not in out  # the shipped weights read no controls
