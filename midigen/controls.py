@@ -112,20 +112,25 @@ class ControlLevels:
         return cls(**{k: tuple(v) for k, v in data.items()}) if data else cls()
 
     @classmethod
-    def measure(cls, passages: list[Controls]) -> ControlLevels:
-        """Levels from training passages: mean profiles rotated to C by their estimated key, and the
-        density percentiles."""
-        from .stats import estimate_key
+    def measure(cls, passages: list[Controls], clearest: float = 0.1) -> ControlLevels:
+        """Levels from training passages: for each mode, the mean profile of the ``clearest`` share of its
+        passages (those whose estimated key stands out most from the next best), rotated to C; and the
+        density percentiles. Clear passages make a key asked for unmistakable."""
+        from .stats import key_correlations
 
-        major, minor = [], []
+        found = {"major": [], "minor": []}
         for passage in passages:
-            key = estimate_key(np.asarray(passage.profile))
-            (minor if key >= 12 else major).append(np.roll(passage.profile, -(key % 12)))
+            correlations = key_correlations(np.asarray(passage.profile))
+            key = int(np.argmax(correlations))
+            margin = correlations[key] - np.partition(correlations, -2)[-2]
+            found["minor" if key >= 12 else "major"].append((margin, np.roll(passage.profile, -(key % 12))))
+        profiles = {}
+        for mode, rows in found.items():
+            rows.sort(key=lambda row: row[0], reverse=True)
+            kept = [profile for _, profile in rows[: max(1, round(len(rows) * clearest))]]
+            profiles[mode] = tuple(float(x) for x in np.mean(kept, axis=0)) if kept else getattr(cls(), mode)
         density = np.percentile([p.notes_per_beat for p in passages], DENSITY_PERCENTILES)
-        mean = cls()
-        return cls(tuple(np.mean(major, axis=0)) if major else mean.major,
-                   tuple(np.mean(minor, axis=0)) if minor else mean.minor,
-                   tuple(float(x) for x in density))
+        return cls(profiles["major"], profiles["minor"], tuple(float(x) for x in density))
 
 
 @dataclass

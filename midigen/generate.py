@@ -7,18 +7,20 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 
 from . import checkpoint
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
+from .stats import estimate_key
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
 MAX_RANDOM_SEED = 2**31 - 1
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
-KEY_FOCUS = 1.0  # power applied to the key profile asked for (``Controls.focused``)
+KEY_FOCUS = 1.5  # power applied to the profile of a key asked for (``Controls.focused``), chosen by evaluate
 OPENING_NOTES = 32  # from scratch, the notes written freely before the piece keeps their key and character
 
 
@@ -113,8 +115,9 @@ class Generator:
         return self.continue_score(request, seed)
 
     def controls(self, request: GenerationRequest, seed: Score) -> Controls:
-        """What the model is asked to keep: the seed's key, register, density and loudness (nothing from
-        scratch), with the key and density the request names instead of the seed's."""
+        """What the model is asked to keep: the seed's key (estimated), register, density and loudness
+        (nothing from scratch), with the key and density the request names instead of the seed's. A key
+        is given as a clear profile of that key measured on the training data (``ControlLevels``)."""
         controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
         if self.checkpoint.model_config.control_size == 0:
             if request.key != "auto" or request.density != "auto":
@@ -122,13 +125,16 @@ class Generator:
                                  "use key and density auto, or weights trained by this version of midigen")
             return Controls()
         levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
-        if request.key == "free":
+        key = request.key
+        if key == "auto" and controls.profile is not None:
+            key = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
+        if key == "free":
             controls = controls.replace(profile=None)
-        elif request.key != "auto":
-            controls = controls.replace(profile=levels.key_profile(request.key))
+        elif key != "auto":
+            controls = controls.replace(profile=levels.key_profile(key)).focused(KEY_FOCUS)
         if request.density != "auto":
             controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
-        return controls.focused(KEY_FOCUS)
+        return controls
 
     def continue_score(self, request: GenerationRequest, seed: Score) -> list[Generated]:
         """``generate`` for a seed that is already a score (empty: from scratch)."""
