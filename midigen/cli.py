@@ -25,6 +25,8 @@ def add_train(commands) -> None:
     p.add_argument("--embedding-size", type=int, default=128)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--transpose", type=int, default=5, help="largest random transposition in semitones")
+    p.add_argument("--control-dropout", type=float, default=0.25,
+                   help="chance that a part of a window's control vector is hidden (1: a model without controls)")
     p.add_argument("--validation-share", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -40,6 +42,7 @@ def run_train(args) -> None:
         sequence_length=args.sequence_length,
         learning_rate=args.learning_rate,
         transpose=args.transpose,
+        control_dropout=args.control_dropout,
         validation_share=args.validation_share,
         seed=args.seed,
     )

@@ -44,12 +44,13 @@ class Controls:
     mean_pitch: float | None = None
     notes_per_beat: float | None = None
     mean_velocity: float | None = None
+    key_strength: float = 1.0  # above 1 the profile is stressed beyond anything seen in training
 
     def vector(self) -> np.ndarray:
         """The model's input (``CONTROL_SIZE`` float32 values)."""
         v = np.zeros(CONTROL_SIZE, dtype=np.float32)
         if self.profile is not None:
-            v[:12] = 12.0 * np.asarray(self.profile, dtype=np.float32)
+            v[:12] = 12.0 * self.key_strength * np.asarray(self.profile, dtype=np.float32)
             v[12] = 1.0
         if self.mean_pitch is not None:
             v[13:15] = (self.mean_pitch - 60.0) / 12.0, 1.0

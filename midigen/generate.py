@@ -20,7 +20,9 @@ MAX_RANDOM_SEED = 2**31 - 1
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
-KEY_FOCUS = 1.5  # power applied to the profile of a key asked for (``Controls.focused``), chosen by evaluate
+# How the key is given to the model, both chosen with `midigen evaluate` (README, "The shipped model"):
+KEY_STRENGTH = 2.0  # a key named by the user is stressed twice as hard as in training (``Controls.key_strength``)
+SEED_KEY_FOCUS = 1.5  # the profile of the seed's key is sharpened (``Controls.focused``)
 OPENING_NOTES = 32  # from scratch, the notes written freely before the piece keeps their key and character
 
 
@@ -125,13 +127,13 @@ class Generator:
                                  "use key and density auto, or weights trained by this version of midigen")
             return Controls()
         levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
-        key = request.key
-        if key == "auto" and controls.profile is not None:
-            key = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
-        if key == "free":
+        if request.key == "free":
             controls = controls.replace(profile=None)
-        elif key != "auto":
-            controls = controls.replace(profile=levels.key_profile(key)).focused(KEY_FOCUS)
+        elif request.key != "auto":  # nothing else to follow from scratch: the key named is stressed harder
+            controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
+        elif controls.profile is not None:
+            seed_key = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
+            controls = controls.replace(profile=levels.key_profile(seed_key)).focused(SEED_KEY_FOCUS)
         if request.density != "auto":
             controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
         return controls

@@ -299,7 +299,8 @@ def train(
     if not pieces:
         raise ValueError(f"no readable MIDI files with notes in {data}")
     train_set, valid_set = split_by_file(pieces, config.validation_share, config.seed)
-    model_cfg = ModelConfig(vocab_size=len(tokenizer.vocab), **{"control_size": CONTROL_SIZE, **(model_config or {})})
+    controls = CONTROL_SIZE if config.control_dropout < 1 else 0  # always hidden: a model without controls
+    model_cfg = ModelConfig(vocab_size=len(tokenizer.vocab), **{"control_size": controls, **(model_config or {})})
     model = MidiGRU(model_cfg).to(dev)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     first_epoch, best, history = 0, math.inf, []

@@ -21,7 +21,7 @@ from midigen.controls import (
     TokenNotes,
     key_index,
 )
-from midigen.generate import GenerationRequest, Generator
+from midigen.generate import KEY_STRENGTH, SEED_KEY_FOCUS, GenerationRequest, Generator
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler
 from midigen.stats import (
     Character,
@@ -208,8 +208,12 @@ def test_generator_turns_choices_into_controls(controlled, tmp_path):
     auto = generator.controls(GenerationRequest(), seed)
     measured = Controls.of_score(seed, 12)
     assert auto.replace(profile=None) == measured.replace(profile=None)
-    # the key is the seed's, estimated, given as the clear profile of that key
-    assert auto.profile == generator.controls(GenerationRequest(key="D major"), seed).profile
+    # the key is the seed's, estimated, given as the clear profile of that key, sharpened
+    d_major = Controls(ControlLevels().key_profile("D major"))
+    assert auto.profile == d_major.focused(SEED_KEY_FOCUS).profile and auto.key_strength == 1
+    named = generator.controls(GenerationRequest(key="D major"), seed)
+    assert named.profile == d_major.profile and named.key_strength == KEY_STRENGTH > 1
+    assert np.allclose(named.vector()[:12], KEY_STRENGTH * d_major.vector()[:12])
     assert estimate_key(np.asarray(auto.profile)) == estimate_key(np.asarray(measured.profile)) == 2
     chosen = generator.controls(GenerationRequest(key="F# minor", density="dense"), seed)
     assert estimate_key(np.asarray(chosen.profile)) == key_index("F# minor")
@@ -241,3 +245,25 @@ def test_checkpoints_without_controls_still_load_and_refuse_choices(random_model
     assert len(result.continuation.notes) == 5
     with pytest.raises(ValueError, match="trained without key and density controls"):
         generator.generate(GenerationRequest(notes=5, seconds=None, key="D minor"))
+
+
+# -- the shipped weights follow the key asked for ------------------------------------------------
+
+
+def test_shipped_weights_write_in_the_key_asked_for(shipped_generator):
+    keys = ["C major", "A minor", "Eb major", "F# minor", "G major", "D minor", "B major", "C minor"]
+    found = []
+    for i, key in enumerate(keys):
+        (result,) = shipped_generator.generate(GenerationRequest(seconds=30, key=key, random_seed=i))
+        found.append(estimate_key(duration_profile([n.pitch for n in result.continuation.notes],
+                                                   [n.duration for n in result.continuation.notes])))
+    assert sum(f == key_index(k) for f, k in zip(found, keys, strict=True)) >= 6, found
+
+
+def test_shipped_weights_continue_in_the_seed_key(shipped_generator):
+    seed = scale_score(2, bars=6)  # D major
+    request = GenerationRequest(notes=150, seconds=None, random_seed=5, variations=4, continuation_only=True)
+    results = shipped_generator.continue_score(request, seed)
+    keys = [estimate_key(duration_profile([n.pitch for n in r.continuation.notes],
+                                          [n.duration for n in r.continuation.notes])) for r in results]
+    assert sum(k == key_index("D major") for k in keys) >= 3, keys
