@@ -116,10 +116,11 @@ class Generator:
         seed = self.tokenizer.midi_to_score(seed_midi) if seed_midi is not None else Score([], request.bpm or 0.0)
         return self.continue_score(request, seed)
 
-    def controls(self, request: GenerationRequest, seed: Score) -> Controls:
+    def controls(self, request: GenerationRequest, seed: Score, seed_key: bool = True) -> Controls:
         """What the model is asked to keep: the seed's key (estimated), register, density and loudness
         (nothing from scratch), with the key and density the request names instead of the seed's. A key
-        is given as a clear profile of that key measured on the training data (``ControlLevels``)."""
+        is given as a clear profile of that key measured on the training data (``ControlLevels``);
+        without ``seed_key``, the seed's own pitch-class profile is kept instead."""
         controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
         if self.checkpoint.model_config.control_size == 0:
             if request.key != "auto" or request.density != "auto":
@@ -131,7 +132,7 @@ class Generator:
             controls = controls.replace(profile=None)
         elif request.key != "auto":  # nothing else to follow from scratch: the key named is stressed harder
             controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
-        elif controls.profile is not None:
+        elif controls.profile is not None and seed_key:
             seed_key = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
             controls = controls.replace(profile=levels.key_profile(seed_key)).focused(SEED_KEY_FOCUS)
         if request.density != "auto":
@@ -178,7 +179,7 @@ class Generator:
         if notes < OPENING_NOTES or notes >= settings.max_notes:
             return opening  # the piece ended within its opening
         prompt = prompt + opening
-        control = self.controls(request, self.tokenizer.tokens_to_score(prompt)).vector()
+        control = self.controls(request, self.tokenizer.tokens_to_score(prompt), seed_key=False).vector()
         position = sum(t - ranges["SHIFT"].start + 1 for t in prompt if t in ranges["SHIFT"])
         rest = replace(settings, max_notes=settings.max_notes - notes,
                        max_tokens=max(settings.max_tokens - len(opening), 1))
