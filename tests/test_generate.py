@@ -275,7 +275,7 @@ def test_roundtrip_command_on_an_empty_folder(tmp_path, capsys):
 def test_evaluate_command(fixture_midi_dir, capsys):
     code = cli.main(["evaluate", "--data", str(fixture_midi_dir), "--weights", str(SHIPPED_WEIGHTS),
                      "--pieces", "2", "--notes", "100", "--seed-lengths", "10,20,500", "--continuation-notes", "20",
-                     "--seeds-per-piece", "2"])
+                     "--seeds-per-piece", "2", "--key-pieces", "2"])
     out = capsys.readouterr().out
     assert code == 0
     nll = re.search(r"validation NLL over 3 pieces: ([\d.]+) nats/note, ([\d.]+) nats/token", out)
@@ -304,4 +304,9 @@ def test_evaluate_command(fixture_midi_dir, capsys):
     assert [line.split()[:4] for line in lines[top + 1 : top + 3]] == [["10", "notes", "(2", "pieces)"],
                                                                        ["20", "notes", "(2", "pieces)"]]
     assert not lines[top + 3].strip()
-    assert "long form" in out and "key control" not in out  # the shipped weights read no controls
+    assert "long form" in out
+    share = re.search(r"key control: (\d+)% of 2 pieces", out)
+    assert share, out
+    density = re.search(r"density control \(notes per beat, 30 s from scratch\): sparse ([\d.]+), .* dense ([\d.]+)",
+                        out)
+    assert density and float(density.group(2)) > float(density.group(1)), out
