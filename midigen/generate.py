@@ -133,8 +133,8 @@ class Generator:
         elif request.key != "auto":  # nothing else to follow from scratch: the key named is stressed harder
             controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
         elif controls.profile is not None and seed_key:
-            seed_key = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
-            controls = controls.replace(profile=levels.key_profile(seed_key)).focused(SEED_KEY_FOCUS)
+            estimated = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
+            controls = controls.replace(profile=levels.key_profile(estimated)).focused(SEED_KEY_FOCUS)
         if request.density != "auto":
             controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
         return controls
