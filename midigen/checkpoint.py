@@ -29,6 +29,7 @@ class ModelConfig:
     hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.2
+    control_size: int = 0  # 0: no control input (checkpoints written before controls existed)
 
     def to_dict(self) -> dict:
         return asdict(self)

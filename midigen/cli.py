@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from .checkpoint import DEFAULT_WEIGHTS
-from .settings import SETTINGS, defaults, setting, to_request
+from .settings import BY_NAME, SETTINGS, clean_choice, defaults, setting, to_request
 
 
 def add_prepare(commands) -> None:
@@ -41,6 +41,8 @@ def add_train(commands) -> None:
     p.add_argument("--embedding-size", type=int, default=128)
     p.add_argument("--dropout", type=float, default=0.2)
     p.add_argument("--transpose", type=int, default=5, help="largest random transposition in semitones")
+    p.add_argument("--control-dropout", type=float, default=0.25,
+                   help="chance that a part of a window's control vector is hidden (1: a model without controls)")
     p.add_argument("--validation-share", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -56,6 +58,7 @@ def run_train(args) -> None:
         sequence_length=args.sequence_length,
         learning_rate=args.learning_rate,
         transpose=args.transpose,
+        control_dropout=args.control_dropout,
         validation_share=args.validation_share,
         seed=args.seed,
     )
@@ -91,6 +94,8 @@ def add_generate(commands) -> None:
 def request_from_args(args):
     """The ``GenerationRequest`` of ``generate``'s flags: the settings' defaults, no caps on length."""
     given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli and getattr(args, s.name) is not None}
+    given = {name: clean_choice(BY_NAME[name], value) if BY_NAME[name].kind is str else value
+             for name, value in given.items()}
     values = {**defaults(), **given, "randomize": args.random_seed is None, "keep_seed": not args.continuation_only}
     request = to_request(values)
     return request if args.notes is None else replace(request, notes=args.notes, seconds=None)
@@ -124,20 +129,38 @@ def run_generate(args) -> None:
 
 
 def add_evaluate(commands) -> None:
-    p = commands.add_parser("evaluate", help="validation NLL and statistics of generated vs real pieces")
+    p = commands.add_parser("evaluate", help="validation NLL, statistics of generated vs real pieces, "
+                                             "continuations against their seeds, key and density controls")
     p.add_argument("--data", required=True, help="folder of real MIDI files")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--validation-only", action="store_true",
                    help="use only the files the checkpoint held out from training")
-    p.add_argument("--pieces", type=int, default=16, help="pieces to generate")
+    p.add_argument("--pieces", type=int, default=16, help="pieces to generate from scratch")
     p.add_argument("--notes", type=int, default=2000, help="notes per generated piece")
+    p.add_argument("--seed-lengths", default="40,150,500", help="continuations: seed lengths in notes")
+    p.add_argument("--continuation-notes", type=int, default=150, help="continuations: new notes per seed")
+    p.add_argument("--seeds-per-piece", type=int, default=3, help="continuations: random seeds per seed")
+    p.add_argument("--key-pieces", type=int, default=24,
+                   help="controls: 30 s pieces from scratch in a chosen key (one per key, cycling; 0: skip)")
     p.add_argument("--temperature", type=float, default=setting("temperature").default)
     p.add_argument("--top-p", type=float, default=setting("top_p").default)
     p.add_argument("--random-seed", type=int, default=0)
 
 
 def run_evaluate(args) -> None:
-    from .evaluate import compare, format_table, generated_scores, negative_log_likelihood, real_scores
+    from .controls import KEY_NAMES
+    from .evaluate import (
+        compare,
+        continuation_scores,
+        density_control,
+        format_continuations,
+        format_table,
+        generated_scores,
+        key_control,
+        long_form,
+        negative_log_likelihood,
+        real_scores,
+    )
     from .generate import Generator
 
     generator = Generator(args.weights, "cpu")
@@ -149,10 +172,33 @@ def run_evaluate(args) -> None:
         raise ValueError(f"no usable MIDI files in {args.data}")
     nll = negative_log_likelihood(generator, real)
     print(f"validation NLL over {nll['pieces']} pieces: {nll['nll_per_note']:.3f} nats/note, "
-          f"{nll['nll_per_token']:.3f} nats/token")
+          f"{nll['nll_per_token']:.3f} nats/token (controls unknown)")
+    if "controlled" in nll:
+        print(f"  with each window's own controls: {nll['controlled']['nll_per_note']:.3f} nats/note, "
+              f"{nll['controlled']['nll_per_token']:.3f} nats/token")
+    sampling = {"temperature": args.temperature, "top_p": args.top_p}
+    lengths = [int(x) for x in args.seed_lengths.split(",") if x.strip()]
+    print(f"\ncontinuations of {args.continuation_notes} notes, {args.seeds_per_piece} random seeds per seed "
+          "(score: 0 = another piece's real continuation, 1 = this piece's; in key: share of continuations "
+          "estimated in the seed's key, generated and real)")
+    print(format_continuations(continuation_scores(generator, real, lengths, args.continuation_notes,
+                                                   args.seeds_per_piece, args.random_seed, **sampling)))
     generated = generated_scores(generator, args.pieces, args.notes, args.temperature, args.top_p, args.random_seed)
-    print(f"{args.pieces} generated pieces of {args.notes} notes, temperature {args.temperature}, top-p {args.top_p}")
+    print(f"\n{args.pieces} generated pieces of {args.notes} notes, temperature {args.temperature}, top-p {args.top_p}")
     print(format_table(compare(generator, real, generated)))
+    print("\nlong form (first against last 200 notes; distinct 8-note n-grams):")
+    for label, pieces in (("held-out real", [s for _, s in real]), ("generated", generated)):
+        form = long_form(pieces)
+        if form["pieces"]:
+            print(f"  {label:<14} key distance {form['first_last_key_distance']:.2f}, "
+                  f"distinct 8-grams {form['distinct_8gram_share']:.2f} ({form['pieces']} pieces)")
+    if generator.checkpoint.model_config.control_size and args.key_pieces:
+        keys = [KEY_NAMES[i % len(KEY_NAMES)] for i in range(args.key_pieces)]
+        share = key_control(generator, keys, random_seed=args.random_seed, **sampling)
+        print(f"\nkey control: {share:.0%} of {len(keys)} pieces of 30 s from scratch are in the key asked for")
+        density = density_control(generator, random_seed=args.random_seed, **sampling)
+        print("density control (notes per beat, 30 s from scratch): "
+              + ", ".join(f"{level} {value:.2f}" for level, value in density.items()))
 
 
 def add_roundtrip(commands) -> None:

@@ -1,4 +1,5 @@
-"""Validation NLL and musical statistics of generated pieces next to real ones."""
+"""Validation NLL, musical statistics of generated pieces next to real ones, and how well continuations
+follow their seeds."""
 
 from __future__ import annotations
 
@@ -9,10 +10,24 @@ import numpy as np
 import pretty_midi
 from tqdm import tqdm
 
-from .generate import GenerationRequest, Generator
+from .controls import DENSITY_LEVELS, key_index
+from .generate import GenerationRequest, Generator, shift_to_zero
 from .prepare import midi_files
-from .stats import piece_statistics, pitch_class_profile, summarize
-from .train import Piece, validation_loss
+from .stats import (
+    MEASURES,
+    Character,
+    correlation,
+    distances,
+    estimate_key,
+    floor_to_ceiling,
+    ngram_share,
+    notes_per_beat,
+    piece_statistics,
+    pitch_class_profile,
+    score_profile,
+    summarize,
+)
+from .tokenizer import Score
 
 
 def real_scores(generator: Generator, folder: str | Path, only: set[str] | None = None):
@@ -35,14 +50,21 @@ def real_scores(generator: Generator, folder: str | Path, only: set[str] | None 
     return scores
 
 
-def negative_log_likelihood(generator: Generator, scores) -> dict[str, float]:
-    """NLL in nats per token and per note of whole pieces under the model (CPU, torch)."""
+def negative_log_likelihood(generator: Generator, scores) -> dict:
+    """NLL in nats per token and per note of whole pieces under the model (CPU, torch), with the controls
+    unknown; for a model that reads controls, also with each window's own controls (``controlled``)."""
     from .model import MidiGRU
+    from .train import Piece, validation_loss
 
-    tokenize = generator.tokenizer.score_to_tokens
-    pieces = [Piece(name, np.asarray(tokenize(score), dtype=np.int64), len(score.notes)) for name, score in scores]
-    nll = validation_loss(MidiGRU.from_checkpoint(generator.checkpoint), pieces, "cpu")
-    return {"nll_per_token": nll["nll_per_token"], "nll_per_note": nll["nll_per_note"], "pieces": len(scores)}
+    model = MidiGRU.from_checkpoint(generator.checkpoint)
+    tok = generator.tokenizer
+    pieces = [Piece(name, np.asarray(tok.score_to_tokens(score), dtype=np.int64), len(score.notes))
+              for name, score in scores]
+    result = {**validation_loss(model, pieces, "cpu"), "pieces": len(scores)}
+    if model.control is not None:
+        window = generator.checkpoint.info.get("training", {}).get("sequence_length", 256)
+        result["controlled"] = validation_loss(model, pieces, "cpu", tok, window)
+    return result
 
 
 def generated_scores(generator: Generator, pieces: int, notes: int, temperature: float, top_p: float, seed: int):
@@ -67,3 +89,100 @@ def format_table(rows) -> str:
     for name, real_mean, real_std, gen_mean, gen_std in rows:
         lines.append(f"{name:<24}{real_mean:>10.3f} ±{real_std:<6.3f}{gen_mean:>10.3f} ±{gen_std:<6.3f}")
     return "\n".join(lines)
+
+
+# -- continuations: does the new music keep its seed's key, register, density and loudness? -------
+
+SEED_LENGTHS = (40, 150, 500)
+CONTINUATION_NOTES = 150
+
+
+def continuation_scores(generator: Generator, real, seed_lengths=SEED_LENGTHS, notes: int = CONTINUATION_NOTES,
+                        seeds_per_piece: int = 3, random_seed: int = 0, **request) -> dict[int, dict]:
+    """For each seed length N: the first N notes of every piece long enough are continued by ``notes``
+    generated notes (``seeds_per_piece`` random seeds, continuation only, default settings unless
+    ``request`` says otherwise), and the four distances to the seed (``stats.distances``) are set between
+    the piece's real next ``notes`` notes (ceiling, scored 1) and another piece's (floor, scored 0).
+
+    Returns, per N: pieces, the share of continuations in the seed's estimated key, and per measure
+    the score and the mean distances of generated, ceiling and floor.
+    """
+    spb = generator.tokenizer.config.steps_per_beat
+    results = {}
+    for length in seed_lengths:
+        cases = [(name, score) for name, score in real if len(score.notes) >= length + notes]
+        if len(cases) < 2:
+            continue
+        seeds = [Character.of(prefix(score, 0, length), spb) for _, score in cases]
+        nexts = [Character.of(prefix(score, length, length + notes), spb) for _, score in cases]
+        found = {"generated": [], "ceiling": [], "floor": []}
+        same_key, real_same_key = [], []
+        for i, (_, score) in enumerate(cases):
+            seed = prefix(score, 0, length)
+            settings = GenerationRequest(notes=notes, seconds=None, variations=seeds_per_piece,
+                                         random_seed=random_seed + i, continuation_only=True, **request)
+            for result in generator.continue_score(settings, seed):
+                if result.continuation.notes:
+                    made = Character.of(result.continuation, spb)
+                    found["generated"].append(distances(seeds[i], made))
+                    same_key.append(estimate_key(made.profile) == estimate_key(seeds[i].profile))
+            found["ceiling"].append(distances(seeds[i], nexts[i]))
+            real_same_key.append(estimate_key(nexts[i].profile) == estimate_key(seeds[i].profile))
+            found["floor"].extend(distances(seeds[i], nexts[j]) for j in range(len(cases)) if j != i)
+        means = {kind: {m: float(np.mean([d[m] for d in rows])) for m in MEASURES} for kind, rows in found.items()}
+        scores = {m: floor_to_ceiling([d[m] for d in found["generated"]], [d[m] for d in found["ceiling"]],
+                                      [d[m] for d in found["floor"]]) for m in MEASURES}
+        results[length] = {"pieces": len(cases), "continuations": len(found["generated"]),
+                           "in_seed_key": float(np.mean(same_key)),
+                           "real_in_seed_key": float(np.mean(real_same_key)), "scores": scores, **means}
+    return results
+
+
+def prefix(score: Score, first: int, stop: int) -> Score:
+    """Notes ``first`` to ``stop`` of a score (in (onset, pitch) order), moved to start at step 0."""
+    return shift_to_zero(Score(score.notes[first:stop], score.bpm))
+
+
+def format_continuations(results: dict[int, dict]) -> str:
+    lines = [f"{'seed length':<22}" + "".join(f"{m:>10}" for m in MEASURES) + f"{'in key':>10}{'(real)':>8}"]
+    for length, r in results.items():
+        label = f"{length} notes ({r['pieces']} pieces)"
+        lines.append(f"{label:<22}" + "".join(f"{r['scores'][m]:>10.2f}" for m in MEASURES)
+                     + f"{r['in_seed_key']:>10.2f}{r['real_in_seed_key']:>8.2f}")
+    return "\n".join(lines)
+
+
+def long_form(pieces: list[Score], window: int = 200) -> dict[str, float]:
+    """Key distance (1 - correlation of profiles) between the first and last ``window`` notes, and the
+    share of distinct 8-note n-grams, averaged over pieces of at least ``2 * window`` notes."""
+    usable = [s for s in pieces if len(s.notes) >= 2 * window]
+    if not usable:
+        return {"pieces": 0}
+    gaps = [1.0 - correlation(score_profile(Score(s.notes[:window])), score_profile(Score(s.notes[-window:])))
+            for s in usable]
+    return {"pieces": len(usable), "first_last_key_distance": float(np.mean(gaps)),
+            "distinct_8gram_share": float(np.mean([ngram_share(s) for s in usable]))}
+
+
+def key_control(generator: Generator, keys, seconds: float = 30.0, random_seed: int = 0, **request) -> float:
+    """Share of pieces of ``seconds`` from scratch, one per key asked for, estimated in that key."""
+    hits = []
+    for i, key in enumerate(keys):
+        settings = GenerationRequest(seconds=seconds, key=key, random_seed=random_seed + i, **request)
+        (result,) = generator.generate(settings)
+        notes = result.continuation
+        hits.append(bool(notes.notes) and estimate_key(score_profile(notes)) == key_index(key))
+    return float(np.mean(hits))
+
+
+def density_control(generator: Generator, pieces: int = 4, seconds: float = 30.0, random_seed: int = 0,
+                    **request) -> dict[str, float]:
+    """Mean notes per beat of ``pieces`` pieces of ``seconds`` from scratch at each density level."""
+    spb = generator.tokenizer.config.steps_per_beat
+    found = {}
+    for level in DENSITY_LEVELS:
+        settings = GenerationRequest(seconds=seconds, density=level, random_seed=random_seed, variations=pieces,
+                                     **request)
+        found[level] = float(np.mean([notes_per_beat([n.start for n in r.continuation.notes], spb)
+                                      for r in generator.generate(settings)]))
+    return found

@@ -8,17 +8,24 @@ import secrets
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 
 from . import checkpoint
+from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .device import resolve_device
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
+from .stats import estimate_key
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
+# How the key is given to the model, both chosen with `midigen evaluate` (README, "The shipped model"):
+KEY_STRENGTH = 2.0  # a key named by the user is stressed twice as hard as in training (``Controls.key_strength``)
+SEED_KEY_FOCUS = 1.5  # the profile of the seed's key is sharpened (``Controls.focused``)
+OPENING_NOTES = 32  # from scratch, the notes written freely before the piece keeps their key and character
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class GenerationRequest:
     variations: int = setting("variations").default
     continuation_only: bool = not setting("keep_seed").default
     keep_seed_until: float | None = None  # seconds: the seed is cut there and the rest composed again
+    key: str = "auto"  # "auto" (the seed's), "free", or one of KEY_NAMES such as "D minor"
+    density: str = "auto"  # "auto" (the seed's) or one of DENSITY_LEVELS, sparse to dense
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):
@@ -47,6 +56,14 @@ class GenerationRequest:
             check_range(name, getattr(self, name))
         if self.variations < 1:
             raise ValueError("variations must be at least 1")
+        if self.key not in ("auto", "free"):
+            key_index(self.key)
+        if self.density not in ("auto", *DENSITY_LEVELS):
+            raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {self.density!r}")
+
+
+KEY_CHOICES = ("auto", "free", *KEY_NAMES)
+DENSITY_CHOICES = ("auto", *DENSITY_LEVELS)
 
 
 @dataclass
@@ -110,27 +127,64 @@ class Generator:
         the new music, which keeps the seed's final tempo (``request.bpm`` then only applies without a seed
         or with ``continuation_only``).
         """
-        tok = self.tokenizer
-        random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
         if isinstance(seed_midi, pretty_midi.PrettyMIDI):
             seed_midi = Seed.from_midi(seed_midi)
-        kept = seed_midi is not None and not request.continuation_only
-        seed = tok.midi_to_score(seed_midi.primed) if seed_midi is not None else Score([], request.bpm or 0.0)
+        if seed_midi is None:
+            return self.continue_score(request, Score([], request.bpm or 0.0))
+        return self.continue_score(request, self.tokenizer.midi_to_score(seed_midi.primed), seed_midi)
+
+    def controls(self, request: GenerationRequest, seed: Score, seed_key: bool = True) -> Controls:
+        """What the model is asked to keep: the seed's key (estimated), register, density and loudness
+        (nothing from scratch), with the key and density the request names instead of the seed's. A key
+        is given as a clear profile of that key measured on the training data (``ControlLevels``);
+        without ``seed_key``, the seed's own pitch-class profile is kept instead."""
+        controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
+        if self.checkpoint.model_config.control_size == 0:
+            if request.key != "auto" or request.density != "auto":
+                raise ValueError("these weights were trained without key and density controls: "
+                                 "use key and density auto, or weights trained by this version of midigen")
+            return Controls()
+        levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
+        if request.key == "free":
+            controls = controls.replace(profile=None)
+        elif request.key != "auto":  # nothing else to follow from scratch: the key named is stressed harder
+            controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
+        elif controls.profile is not None and seed_key:
+            estimated = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
+            controls = controls.replace(profile=levels.key_profile(estimated)).focused(SEED_KEY_FOCUS)
+        if request.density != "auto":
+            controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
+        return controls
+
+    def continue_score(self, request: GenerationRequest, seed: Score, seed_file: Seed | None = None) -> list[Generated]:
+        """``generate`` for a seed that is already a score (empty: from scratch); ``seed_file``, the file it was
+        read from, is what the output keeps."""
+        tok = self.tokenizer
+        random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
+        kept = seed_file is not None and not request.continuation_only
+        control = self.controls(request, seed)
+        control = control.vector() if control != Controls() else None
         if request.bpm and not kept:
             seed = replace(seed, bpm=request.bpm)
         if not seed.bpm:
             seed = replace(seed, bpm=self._sample_tempo(random_seed))
         prompt = tok.score_to_tokens(seed, add_eos=False)
         position = seed.notes[-1].start if seed.notes else 0
-        bpm = seed_midi.bpm if kept else seed.bpm  # the tempo the new music plays at
+        bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
         settings = self._settings(request, position, bpm)
+        if seed.notes or not self.checkpoint.model_config.control_size:
+            rows = self.sampler.sample(prompt, settings, request.variations, random_seed, position, control)
+        else:
+            opening = replace(settings, max_notes=min(settings.max_notes, OPENING_NOTES))
+            rows = [self._keep_home(request, prompt, tokens, settings, random_seed + 1 + row) for row, tokens
+                    in enumerate(self.sampler.sample(prompt, opening, request.variations, random_seed, 0, control))]
         results = []
-        for tokens in self.sampler.sample(prompt, settings, request.variations, random_seed, position):
-            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm)
+        for tokens in rows:
+            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=tok.level_velocities(seed))
             seed_keys = {(n.pitch, n.start) for n in seed.notes}
             continuation = Score([n for n in full.notes if (n.pitch, n.start) not in seed_keys], bpm)
             if kept:
-                midi, data = splice(seed_midi, continuation, tok.config.steps_per_beat, request.program)
+                midi, data = splice(seed_file, continuation, tok.config.steps_per_beat, request.program)
             else:
                 midi = tok.score_to_midi(shift_to_zero(continuation) if request.continuation_only else full,
                                          program=request.program)
@@ -138,6 +192,22 @@ class Generator:
             results.append(Generated(midi, Score(list(seed.notes), seed.bpm), continuation, tokens, random_seed,
                                      data))
         return results
+
+    def _keep_home(self, request: GenerationRequest, prompt: list[int], opening: list[int],
+                   settings: SamplingSettings, random_seed: int) -> list[int]:
+        """A piece from scratch keeps what its opening chose: after ``OPENING_NOTES`` notes written freely,
+        the rest is written with the opening's controls (a key or density asked for still wins), as if the
+        opening were a seed. Without this a long piece wanders off into unrelated keys."""
+        ranges = self.tokenizer.vocab.kind_ranges()
+        notes = sum(t in ranges["PITCH"] for t in opening)
+        if notes < OPENING_NOTES or notes >= settings.max_notes:
+            return opening  # the piece ended within its opening
+        prompt = prompt + opening
+        control = self.controls(request, self.tokenizer.tokens_to_score(prompt), seed_key=False).vector()
+        position = sum(t - ranges["SHIFT"].start + 1 for t in prompt if t in ranges["SHIFT"])
+        rest = replace(settings, max_notes=settings.max_notes - notes,
+                       max_tokens=max(settings.max_tokens - len(opening), 1))
+        return opening + self.sampler.sample(prompt, rest, 1, random_seed, position, control)[0]
 
     def _sample_tempo(self, random_seed: int) -> float:
         """The model's own choice of tempo for a piece started from scratch."""

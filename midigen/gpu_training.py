@@ -26,9 +26,10 @@ class Bf16Autocast(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None,
+                control: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            logits, state = self.model(tokens, state)
+            logits, state = self.model(tokens, state, control)
         return logits.float(), state
 
 

@@ -1,4 +1,4 @@
-"""The GRU language model over midigen tokens."""
+"""The GRU language model over midigen tokens, optionally conditioned on a control vector."""
 
 from __future__ import annotations
 
@@ -10,12 +10,19 @@ from .checkpoint import Checkpoint, ModelConfig
 
 
 class MidiGRU(nn.Module):
-    """Embedding -> multi-layer GRU -> linear head giving next-token logits."""
+    """Embedding (+ projected controls) -> multi-layer GRU -> linear head giving next-token logits.
+
+    With ``control_size`` > 0 a linear projection of the control vector (``midigen.controls``) is added
+    to every token embedding, so the whole piece is written knowing its key, register, density and
+    loudness. A missing control is the zero vector: nothing asked.
+    """
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.embedding = nn.Embedding(config.vocab_size, config.embedding_size)
+        self.control = (nn.Linear(config.control_size, config.embedding_size, bias=False)
+                        if config.control_size else None)
         self.gru = nn.GRU(
             config.embedding_size,
             config.hidden_size,
@@ -33,9 +40,13 @@ class MidiGRU(nn.Module):
         model.load_state_dict({name: torch.from_numpy(np.array(value)) for name, value in checkpoint.tensors.items()})
         return model.eval()
 
-    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Logits of shape (batch, time, vocab) and the new GRU state."""
-        output, state = self.gru(self.embedding(tokens), state)
+    def forward(self, tokens: torch.Tensor, state: torch.Tensor | None = None,
+                control: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits of shape (batch, time, vocab) and the new GRU state. ``control``: (batch, control_size)."""
+        inputs = self.embedding(tokens)
+        if control is not None and self.control is not None:
+            inputs = inputs + self.control(control)[:, None, :]
+        output, state = self.gru(inputs, state)
         return self.head(self.dropout(output)), state
 
     def __repr__(self) -> str:

@@ -51,19 +51,20 @@ class Sampler(ABC):
         self.rules = Rules.of(tokenizer)
 
     def sample(self, prompt: list[int], settings: SamplingSettings, batch: int, random_seed: int,
-               position: int = 0) -> list[list[int]]:
+               position: int = 0, control: np.ndarray | None = None) -> list[list[int]]:
         """``batch`` continuations of ``prompt`` (which must end in a token the grammar can follow).
 
-        ``position`` is the prompt's length in grid steps, counted toward ``max_steps``.
+        ``position`` is the prompt's length in grid steps, counted toward ``max_steps``; ``control`` the
+        control vector read at every step (``midigen.controls``; None: nothing asked).
         """
         u = uniforms(random_seed, batch, settings.max_tokens)
         start = (int(prompt[-1]), int(position), chord_top(prompt, self.tokenizer.vocab.kind_ranges()))
-        out, lengths = self._run(prompt, settings, u, start)
+        out, lengths = self._run(prompt, settings, u, start, control)
         return [out[b, : lengths[b]].tolist() for b in range(batch)]
 
     @abstractmethod
-    def _run(self, prompt: list[int], settings: SamplingSettings, u: np.ndarray,
-             start: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, prompt: list[int], settings: SamplingSettings, u: np.ndarray, start: tuple[int, int, int],
+             control: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(tokens, lengths): one row of ``settings.max_tokens`` tokens per row of ``u``, and how many of
         them each row keeps. ``start`` is (the prompt's last token, its position, its last chord top)."""
 
@@ -79,21 +80,29 @@ class NumbaSampler(Sampler):
         super().__init__(tokenizer)
         self.layers = checkpoint.model_config.num_layers
         self.hidden = checkpoint.model_config.hidden_size
-        self.weights = Weights.of(sampling_tensors(checkpoint), self.layers, self.hidden)
+        tensors = sampling_tensors(checkpoint)
+        self.weights = Weights.of(tensors, self.layers, self.hidden)
+        # controls enter as a constant input bias: W_ih (E[token] + P c) + b_ih = table[token] + W_ih P c
+        self.control_bias = (tensors["gru.weight_ih_l0"] @ tensors["control.weight"]
+                             if "control.weight" in tensors else None)
         self.workers = workers or usable_cores()
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="midigen-sample") if self.workers > 1 else None
 
-    def _run(self, prompt, settings, u, start):
+    def _run(self, prompt, settings, u, start, control):
         batch = u.shape[0]
+        weights = self.weights
+        if control is not None and self.control_bias is not None:
+            table = weights.input_table + self.control_bias @ np.asarray(control, dtype=np.float32)
+            weights = weights._replace(input_table=np.ascontiguousarray(table))
         primed = cache_aligned_zeros((self.layers, 1, self.hidden))  # every row starts from the same state
-        prime(np.asarray(prompt, dtype=np.int64), self.weights, primed)
+        prime(np.asarray(prompt, dtype=np.int64), weights, primed)
         out = np.zeros((batch, settings.max_tokens), dtype=np.int64)
         limits = (float(settings.temperature), float(settings.top_p), settings.max_notes, settings.max_steps)
 
         def run(rows: slice) -> np.ndarray:
             h = cache_aligned_zeros((self.layers, rows.stop - rows.start, self.hidden))
             h[...] = primed
-            return sample_loop(self.weights, self.rules, limits, start, u[rows], h, out[rows])
+            return sample_loop(weights, self.rules, limits, start, u[rows], h, out[rows])
 
         groups = [slice(rows[0], rows[-1] + 1) for rows in np.array_split(np.arange(batch), min(batch, self.workers))]
         lengths = np.concatenate(list(self._pool.map(run, groups)) if len(groups) > 1 else [run(groups[0])])
@@ -117,9 +126,11 @@ class TorchSampler(Sampler):
         self.model = MidiGRU.from_checkpoint(replace(checkpoint, tensors=sampling_tensors(checkpoint))).to(self.device)
         self.may_follow = torch.from_numpy(self.rules.may_follow).to(self.device)
 
-    def _run(self, prompt, settings, u, start):
+    def _run(self, prompt, settings, u, start, control):
         torch, dev, rules = self.torch, self.device, self.rules
         batch, size = u.shape[0], len(self.tokenizer.vocab)
+        if control is not None:
+            control = torch.from_numpy(np.asarray(control, dtype=np.float32)).to(dev).expand(batch, -1)
         _, position, top = start
         shift_values = torch.zeros(size, dtype=torch.long, device=dev)
         shift_values[rules.shift_lo : rules.shift_hi] = torch.arange(1, rules.shift_hi - rules.shift_lo + 1)
@@ -137,10 +148,10 @@ class TorchSampler(Sampler):
         vocab = torch.arange(size, device=dev)
         with torch.inference_mode():
             prefix = torch.tensor(prompt, device=dev).expand(batch, -1)
-            state = self.model(prefix[:, :-1])[1] if len(prompt) > 1 else None
+            state = self.model(prefix[:, :-1], None, control)[1] if len(prompt) > 1 else None
             token = prefix[:, -1].clone()
             for t in range(settings.max_tokens):
-                logits, state = self.model(token[:, None], state)
+                logits, state = self.model(token[:, None], state, control)
                 allowed = self.may_follow[token] & ~(is_pitch & (vocab <= top[:, None]))
                 allowed &= ~(is_velocity & (top[:, None] >= rules.pitch_hi - 1))
                 choice = self._draw(logits[:, 0].double(), allowed, settings, u[:, t])

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import pretty_midi
 
+from .controls import DENSITY_LEVELS, KEY_NAMES, key_index
+
 MAX_RANDOM_SEED = 2**31 - 1
 
 
@@ -25,8 +27,9 @@ class UserError(ValueError):
 class Setting:
     """One field of a request.
 
-    ``kind`` is float, int or bool. ``low``/``high`` bound numbers: the page and API clamp to them;
-    with ``app_only`` the command line has no bound (its caps protect the public page only).
+    ``kind`` is float, int, bool or str (one of ``choices``). ``low``/``high`` bound numbers: the page
+    and API clamp to them; with ``app_only`` the command line has no bound (its caps protect the public
+    page only).
     ``automatic`` is the number that means "choose for me" (sent as 0 or left empty).
     ``widget`` is slider, number, dropdown (with ``choices``, (label, value) pairs) or checkbox;
     ``advanced`` puts it under "Advanced"; ``beside_previous`` puts it in one row with the setting
@@ -48,11 +51,14 @@ class Setting:
     app_only: bool = False
     advanced: bool = False
     beside_previous: bool = False
-    choices: tuple[tuple[str, int], ...] = ()
+    choices: tuple[tuple[str, int | str], ...] = ()
+    choices_text: str = ""  # the README's words for the choices, when listing them all would be too long
     cli: str = ""
 
     def show(self, value) -> str:
         """``value`` as the README writes it."""
+        if self.kind is str:
+            return str(value)
         if self.kind is bool:
             return str(value).lower()
         return f"{value:g}" if self.kind is float else str(int(value))
@@ -61,10 +67,16 @@ class Setting:
     def range_text(self) -> str:
         if self.kind is bool:
             return "true / false"
+        if self.kind is str:
+            return self.choices_text or ", ".join(str(value) for _, value in self.choices)
         text = f"{self.show(self.low)}-{self.show(self.high)}"
         return text if self.automatic is None else f"{self.show(self.automatic)} = {self.automatic_means}, else {text}"
 
 
+KEYS = (("Auto: the seed's key (from scratch, the model's choice)", "auto"), ("Free: no key asked", "free"),
+        *((name, name) for name in KEY_NAMES))
+DENSITIES = (("Auto: the seed's (from scratch, the model's choice)", "auto"),
+             *((level.capitalize(), level) for level in DENSITY_LEVELS))
 GM_PROGRAMS = tuple((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128))
 SETTINGS: tuple[Setting, ...] = (
     Setting("temperature", float, 0.9, "Temperature", "Low: safe and repetitive. High: adventurous.", "slider",
@@ -84,6 +96,11 @@ SETTINGS: tuple[Setting, ...] = (
             "number", 0, MAX_RANDOM_SEED, advanced=True, cli="--random-seed"),
     Setting("randomize", bool, True, "Randomize", "Ignore the random seed and draw a new one (always shown).",
             "checkbox", advanced=True, beside_previous=True),
+    Setting("key", str, "auto", "Key", "The key to write in: the seed's, one you choose, or free.", "dropdown",
+            choices=KEYS, choices_text="auto, free, or one of the 24 major and minor keys ('D minor', 'Eb major')",
+            cli="--key"),
+    Setting("density", str, "auto", "Density", "How many notes per beat: the seed's, or from sparse to dense.",
+            "dropdown", choices=DENSITIES, cli="--density"),
     Setting("variations", int, 1, "Variations", "Pieces sampled together, one player each.", "slider", 1, 4, 1,
             app_only=True, cli="--variations"),
     Setting("keep_seed", bool, True, "Keep the seed in the output", "Off: the output holds only the new music.",
@@ -134,13 +151,28 @@ def clean_flag(spec: Setting, value) -> bool:
     raise UserError(f"{spec.name} must be true or false")
 
 
+def clean_choice(spec: Setting, value) -> str:
+    """One of the setting's choices, however a key is spelled ('eb major', 'D# Minor')."""
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    for _, choice in spec.choices:
+        if text == choice.lower():
+            return choice
+    if spec.name == "key" and text is not None:
+        try:
+            return KEY_NAMES[key_index(text)]
+        except ValueError:
+            pass
+    raise UserError(f"{spec.name} must be {spec.range_text}")
+
+
 def clean_settings(values: dict) -> dict:
     """Every setting from raw ``values`` (missing ones take their default): numbers clamped to their
-    range, automatic values as None; non-numbers, NaN and infinities raise ``UserError``."""
+    range, automatic values as None; non-numbers, NaN, infinities and unknown choices raise ``UserError``."""
     cleaned = {}
     for spec in SETTINGS:
         value = values.get(spec.name, spec.default)
-        cleaned[spec.name] = clean_flag(spec, value) if spec.kind is bool else clean_number(spec, value)
+        clean = {bool: clean_flag, str: clean_choice}.get(spec.kind, clean_number)
+        cleaned[spec.name] = clean(spec, value)
     return cleaned
 
 
@@ -169,6 +201,8 @@ def to_request(cleaned: dict):
         variations=cleaned["variations"],
         continuation_only=not cleaned["keep_seed"],
         keep_seed_until=cleaned["keep_seed_until"] or None,
+        key=cleaned["key"],
+        density=cleaned["density"],
     )
 
 

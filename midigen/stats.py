@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,8 +31,6 @@ def piece_statistics(score: Score, steps_per_beat: int) -> dict[str, float]:
     sounding = np.zeros(end - starts[0] + 1, dtype=np.int32)
     for n in notes:
         sounding[n.start - starts[0] : n.start - starts[0] + n.duration] += 1
-    sequence = [(n.pitch, n.duration) for n in notes]
-    ngrams = [tuple(sequence[i : i + NGRAM]) for i in range(len(sequence) - NGRAM + 1)]
     return {
         "pitch_mean": float(pitches.mean()),
         "pitch_std": float(pitches.std()),
@@ -46,7 +46,7 @@ def piece_statistics(score: Score, steps_per_beat: int) -> dict[str, float]:
         "ioi_kinds": float(len(np.unique(iois))),
         "velocity_mean": float(velocities.mean()),
         "velocity_std": float(velocities.std()),
-        "distinct_8gram_share": len(set(ngrams)) / len(ngrams) if ngrams else 1.0,
+        "distinct_8gram_share": ngram_share(score),
     }
 
 
@@ -64,3 +64,95 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
     """(mean, std) of every statistic over pieces."""
     keys = rows[0].keys()
     return {k: (float(np.mean([r[k] for r in rows])), float(np.std([r[k] for r in rows]))) for k in keys}
+
+
+# -- key, register, density and loudness: what a continuation should keep from its seed ----------
+
+# Krumhansl-Kessler key profiles (probe-tone ratings), from the tonic up.
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+MEASURES = ("key", "register", "density", "loudness")
+
+
+def duration_profile(pitches, durations) -> np.ndarray:
+    """Pitch-class profile weighted by duration, summing to 1 (zeros for no notes)."""
+    profile = np.bincount(np.asarray(pitches, dtype=np.int64) % 12, weights=np.asarray(durations, dtype=np.float64),
+                          minlength=12)
+    total = profile.sum()
+    return profile / total if total > 0 else profile
+
+
+def score_profile(score: Score) -> np.ndarray:
+    return duration_profile([n.pitch for n in score.notes], [n.duration for n in score.notes])
+
+
+def key_correlations(profile: np.ndarray) -> np.ndarray:
+    """Correlation of ``profile`` with the 24 keys: C major..B major, then C minor..B minor."""
+    templates = [np.roll(MAJOR_PROFILE, tonic) for tonic in range(12)] + [np.roll(MINOR_PROFILE, tonic)
+                                                                          for tonic in range(12)]
+    return np.array([correlation(profile, t) for t in templates])
+
+
+def estimate_key(profile: np.ndarray) -> int:
+    """Krumhansl-Schmuckler key estimate: 0-11 major on C..B, 12-23 minor on C..B."""
+    return int(np.argmax(key_correlations(profile)))
+
+
+def correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; 0 when either side is flat."""
+    a, b = a - a.mean(), b - b.mean()
+    norm = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / norm) if norm > 0 else 0.0
+
+
+def notes_per_beat(starts, steps_per_beat: int) -> float:
+    """Notes divided by the beats from the first onset to the last (at least one beat)."""
+    starts = np.asarray(starts)
+    if len(starts) == 0:
+        return 0.0
+    return len(starts) / max((starts.max() - starts.min()) / steps_per_beat, 1.0)
+
+
+@dataclass(frozen=True)
+class Character:
+    """What a listener hears as a passage's identity: key profile, register, density and loudness."""
+
+    profile: np.ndarray
+    mean_pitch: float
+    notes_per_beat: float
+    mean_velocity: float
+
+    @classmethod
+    def of(cls, score: Score, steps_per_beat: int) -> Character:
+        if not score.notes:
+            raise ValueError("a passage needs at least one note")
+        return cls(score_profile(score), float(np.mean([n.pitch for n in score.notes])),
+                   notes_per_beat([n.start for n in score.notes], steps_per_beat),
+                   float(np.mean([n.velocity for n in score.notes])))
+
+
+def distances(a: Character, b: Character) -> dict[str, float]:
+    """The four distances between two passages (0 = same)."""
+    return {
+        "key": 1.0 - correlation(a.profile, b.profile),
+        "register": abs(a.mean_pitch - b.mean_pitch),
+        "density": abs(math.log(max(a.notes_per_beat, 1e-6) / max(b.notes_per_beat, 1e-6))),
+        "loudness": abs(a.mean_velocity - b.mean_velocity),
+    }
+
+
+def floor_to_ceiling(generated: list[float], ceiling: list[float], floor: list[float]) -> float:
+    """Share of the way from the floor's mean distance (0) to the ceiling's (1) that the generated mean covers.
+
+    Above 1: closer than the real continuation; below 0: further than another piece. NaN when the floor
+    is no further than the ceiling (the measure cannot tell them apart).
+    """
+    g, c, f = float(np.mean(generated)), float(np.mean(ceiling)), float(np.mean(floor))
+    return (f - g) / (f - c) if f > c else math.nan
+
+
+def ngram_share(score: Score, n: int = NGRAM) -> float:
+    """Share of distinct n-grams of (pitch, duration) among all of them (1 = nothing recurs)."""
+    sequence = [(note.pitch, note.duration) for note in score.notes]
+    ngrams = [tuple(sequence[i : i + n]) for i in range(len(sequence) - n + 1)]
+    return len(set(ngrams)) / len(ngrams) if ngrams else 1.0

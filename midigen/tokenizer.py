@@ -22,6 +22,7 @@ Index layout (``Vocabulary`` ranges, in this order, PAD = 0)::
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -191,28 +192,19 @@ class Tokenizer:
     def midi_to_score(self, midi: pretty_midi.PrettyMIDI) -> Score:
         """Merge all non-drum tracks into one quantized part.
 
-        Onsets are rounded to the grid, durations are at least one step and at
-        most ``max_duration``, pitches are folded into range, notes with the
-        same pitch and onset keep the longest, and a note is released when its
-        key is pressed again.
+        Notes last as long as they sound (``sounding_notes``: the sustain pedal holds them), onsets
+        are rounded to the grid, durations are at least one step and at most ``max_duration``,
+        pitches are folded into range, and presses of one key merge as on a piano (``piano_notes``).
         """
         steps = self.config.steps_per_beat / midi.resolution
-        longest: dict[tuple[int, int], Note] = {}
-        for instrument in midi.instruments:
-            if instrument.is_drum:
-                continue
-            for note in instrument.notes:
-                start_tick = midi.time_to_tick(note.start)
-                end_tick = midi.time_to_tick(note.end)
-                start = round(start_tick * steps)
-                duration = round((end_tick - start_tick) * steps)
-                duration = min(max(duration, 1), self.config.max_duration)
-                pitch = self.fold_pitch(note.pitch)
-                velocity = min(max(note.velocity, 1), 127)
-                key = (pitch, start)
-                if key not in longest or longest[key].duration < duration:
-                    longest[key] = Note(pitch, start, duration, velocity)
-        notes = piano_notes(longest.values())
+        presses = []
+        for pitch, start_time, end_time, velocity in sounding_notes(midi):
+            start_tick = midi.time_to_tick(start_time)
+            start = round(start_tick * steps)
+            duration = round((midi.time_to_tick(end_time) - start_tick) * steps)
+            presses.append((self.fold_pitch(pitch), start, min(max(duration, 1), self.config.max_duration),
+                            min(max(velocity, 1), 127)))
+        notes = [Note(*note) for note in piano_notes(presses)]
         return Score(notes, piece_tempo(midi))
 
     def score_to_midi(self, score: Score, program: int = 0, bpm: float | None = None) -> pretty_midi.PrettyMIDI:
@@ -250,25 +242,25 @@ class Tokenizer:
             tokens.append(EOS)
         return tokens
 
-    def tokens_to_score(self, tokens, bpm: float | None = None) -> Score:
+    def tokens_to_score(self, tokens, bpm: float | None = None, velocities: dict[int, int] | None = None) -> Score:
         """Decode any token sequence into a valid score.
+
+        A velocity level plays at the middle of its band, or at ``velocities[level]`` when given (a
+        continuation plays each level as loud as its seed did: ``level_velocities``).
 
         Tolerant: unknown ids, stray durations and repeated tempo tokens are
         ignored; a pitch without a duration gets one beat; decoding stops at
-        EOS; duplicate (pitch, onset) keep the longest; a re-pressed key
-        releases the earlier note.
+        EOS; presses of one key merge as on a piano (``piano_notes``).
         """
         v = self.vocab
         position = 0
         velocity = DEFAULT_VELOCITY
         tempo = None
         pending_pitch = None
-        longest: dict[tuple[int, int], Note] = {}
+        presses = []
 
         def close(pitch, duration):
-            key = (pitch, position)
-            if key not in longest or longest[key].duration < duration:
-                longest[key] = Note(pitch, position, duration, velocity)
+            presses.append((pitch, position, duration, velocity))
 
         for index in tokens:
             try:
@@ -290,13 +282,20 @@ class Tokenizer:
             elif kind == "SHIFT":
                 position += value
             elif kind == "VELOCITY":
-                velocity = self.level_velocity(value)
+                velocity = (velocities or {}).get(value) or self.level_velocity(value)
             elif kind == "TEMPO" and tempo is None:
                 tempo = self.bin_tempo(value)
         if pending_pitch is not None:
             close(pending_pitch, self.config.steps_per_beat)
-        notes = piano_notes(longest.values())
+        notes = [Note(*note) for note in piano_notes(presses)]
         return Score(notes, bpm or tempo or DEFAULT_BPM)
+
+    def level_velocities(self, score: Score) -> dict[int, int]:
+        """The mean velocity of the score's notes at each velocity level they use."""
+        found: dict[int, list[int]] = {}
+        for note in score.notes:
+            found.setdefault(self.velocity_level(note.velocity), []).append(note.velocity)
+        return {level: round(sum(v) / len(v)) for level, v in found.items()}
 
     # -- shortcuts --------------------------------------------------------
     def encode(self, midi: pretty_midi.PrettyMIDI, add_eos: bool = True) -> list[int]:
@@ -311,15 +310,78 @@ class Tokenizer:
         return sum(1 for t in tokens if t in pitches)
 
 
-def piano_notes(notes) -> list[Note]:
-    """Notes sorted by (start, pitch), each released no later than the next press of its key,
-    as on a piano (and as MIDI readers pair note-offs with note-ons)."""
-    notes = sorted(notes, key=lambda n: (n.pitch, n.start))
-    for i in range(len(notes) - 1):
-        following = notes[i + 1]
-        if following.pitch == notes[i].pitch and notes[i].start + notes[i].duration > following.start:
-            notes[i] = Note(notes[i].pitch, notes[i].start, following.start - notes[i].start, notes[i].velocity)
-    return sorted(notes, key=lambda n: (n.start, n.pitch))
+def piano_notes(presses, slot=None) -> list[tuple]:
+    """Key presses ``(pitch, start, duration, velocity)`` as a piano sounds them, sorted by (start, pitch).
+
+    Presses of one key in the same grid slot (``slot(start)``, default the start itself) sound as
+    one note, the longest; a key pressed again releases the note it was sounding (as MIDI readers
+    pair note-offs with note-ons).
+    """
+    slot = slot or (lambda start: start)
+    longest = {}
+    for press in presses:
+        key = (press[0], slot(press[1]))
+        if key not in longest or longest[key][2] < press[2]:
+            longest[key] = press
+    ordered = sorted(longest.values(), key=lambda p: (p[0], p[1]))
+    for i, (pitch, start, duration, velocity) in enumerate(ordered[:-1]):
+        following = ordered[i + 1]
+        if following[0] == pitch and start + duration > following[1]:
+            ordered[i] = (pitch, start, following[1] - start, velocity)
+    return sorted(ordered, key=lambda p: (p[1], p[0]))
+
+
+SUSTAIN_PEDAL = 64
+
+
+def pedal_intervals(midi: pretty_midi.PrettyMIDI) -> list[tuple[float, float]]:
+    """(down, up) times in seconds of the sustain pedal (controller 64, down at values >= 64).
+
+    The part is one piano: the pedal is down while any non-drum track holds it down.
+    """
+    events = []
+    for instrument in midi.instruments:
+        if instrument.is_drum:
+            continue
+        down = False
+        for change in sorted(instrument.control_changes, key=lambda c: c.time):
+            if change.number != SUSTAIN_PEDAL or (change.value >= 64) == down:
+                continue
+            down = not down
+            events.append((change.time, 1 if down else -1))
+        if down:
+            events.append((math.inf, -1))
+    intervals, held, opened = [], 0, 0.0
+    for time, step in sorted(events, key=lambda e: (e[0], -e[1])):
+        if held == 0 and step > 0:
+            opened = time
+        held += step
+        if held == 0 and time > opened:
+            intervals.append((opened, time))
+    return intervals
+
+
+def sounding_notes(midi: pretty_midi.PrettyMIDI) -> list[tuple[int, float, float, int]]:
+    """(pitch, start, end, velocity) in seconds of every non-drum note, ending when it stops sounding.
+
+    A key released while the sustain pedal is down keeps sounding until the pedal lifts or the key is
+    struck again (the re-press is applied by ``piano_notes``; here a held note ends at the pedal lift).
+    """
+    intervals = pedal_intervals(midi)
+    downs = [down for down, _ in intervals]
+    notes = []
+    for instrument in midi.instruments:
+        if instrument.is_drum:
+            continue
+        for note in instrument.notes:
+            end = note.end
+            i = bisect.bisect_right(downs, end) - 1
+            if i >= 0 and end < intervals[i][1]:
+                end = intervals[i][1]
+                if math.isinf(end):
+                    end = max(note.end, midi.get_end_time())
+            notes.append((note.pitch, note.start, end, note.velocity))
+    return notes
 
 
 def piece_tempo(midi: pretty_midi.PrettyMIDI) -> float:
@@ -336,25 +398,16 @@ def piece_tempo(midi: pretty_midi.PrettyMIDI) -> float:
 
 
 def piano_part(midi: pretty_midi.PrettyMIDI, steps_per_beat: int) -> list[tuple[int, float, float]]:
-    """(pitch, onset, duration) in beats of the merged non-drum part.
+    """(pitch, onset, duration) in beats of the merged non-drum part, as it sounds.
 
-    Presses of the same key in the same grid step sound as one note on a piano
-    (tracks that double each other, for instance): the longest is kept, and a
-    re-pressed key releases the earlier note, as the tokenizer does.
+    Notes last until the key or the sustain pedal is released (``sounding_notes``), and presses
+    of one key merge as on a piano (``piano_notes``, one grid step per slot), as the tokenizer does.
     """
-    longest: dict[tuple[int, int], tuple[float, float]] = {}
-    for instrument in midi.instruments:
-        if instrument.is_drum:
-            continue
-        for note in instrument.notes:
-            start = midi.time_to_tick(note.start) / midi.resolution
-            duration = midi.time_to_tick(note.end) / midi.resolution - start
-            key = (note.pitch, round(start * steps_per_beat))
-            if key not in longest or longest[key][1] < duration:
-                longest[key] = (start, duration)
-    notes = sorted((pitch, start, duration) for (pitch, _), (start, duration) in longest.items())
-    return [(pitch, start, min(duration, following[1] - start) if following[0] == pitch else duration)
-            for (pitch, start, duration), following in zip(notes, [*notes[1:], (None, 0.0, 0.0)], strict=True)]
+    presses = []
+    for pitch, start_time, end_time, velocity in sounding_notes(midi):
+        start = midi.time_to_tick(start_time) / midi.resolution
+        presses.append((pitch, start, midi.time_to_tick(end_time) / midi.resolution - start, velocity))
+    return [(p, s, d) for p, s, d, _ in piano_notes(presses, slot=lambda start: round(start * steps_per_beat))]
 
 
 def roundtrip_accuracy(tokenizer: Tokenizer, midi: pretty_midi.PrettyMIDI) -> tuple[int, int]:

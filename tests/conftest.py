@@ -40,11 +40,13 @@ def midi_bytes(
     drums=(),
     tempo_changes=(),
     program: int = 0,
+    pedal=(),
 ) -> bytes:
     """A type-1 MIDI file. Notes are ``(pitch, start, duration[, velocity])`` in 1/12-beat steps.
 
     ``extra_tracks`` is a list of further note lists (one track each, its own channel), ``drums``
-    a note list written on channel 10, ``tempo_changes`` a list of ``(beat, bpm)`` after the first tempo.
+    a note list written on channel 10, ``tempo_changes`` a list of ``(beat, bpm)`` after the first tempo,
+    ``pedal`` a list of ``(step, value)`` sustain-pedal changes (controller 64) in the first track.
     """
     if resolution % GRID:
         raise ValueError("fixture resolutions must be multiples of 12")
@@ -59,6 +61,9 @@ def midi_bytes(
         parts.append((list(drums), 9))
     for part, channel in parts:
         events = [(0, 0, mido.Message("program_change", program=program, channel=channel))]
+        if channel == 0:
+            events += [(step * ticks_per_step, 0, mido.Message("control_change", control=64, value=value))
+                       for step, value in pedal]
         for note in part:
             pitch, start, duration, velocity = (*note, 80)[:4]
             on, off = start * ticks_per_step, (start + duration) * ticks_per_step
@@ -146,11 +151,14 @@ def write_scales(folder: Path, count: int = 6) -> Path:
 # -- checkpoints ----------------------------------------------------------------
 
 
-def random_checkpoint(seed: int = 1234, hidden: int = 32, layers: int = 2, embedding: int = 16, config=None):
-    """(model, Checkpoint) of a randomly initialised MidiGRU over the default vocabulary."""
+def random_checkpoint(seed: int = 1234, hidden: int = 32, layers: int = 2, embedding: int = 16, config=None,
+                      controls: int = 0):
+    """(model, Checkpoint) of a randomly initialised MidiGRU over the default vocabulary
+    (reading a control vector of ``controls`` values when it is not 0)."""
     tokenizer_config = config or TokenizerConfig()
     torch.manual_seed(seed)
-    model_config = ModelConfig(len(Tokenizer(tokenizer_config).vocab), embedding, hidden, layers, dropout=0.0)
+    model_config = ModelConfig(len(Tokenizer(tokenizer_config).vocab), embedding, hidden, layers, dropout=0.0,
+                               control_size=controls)
     model = MidiGRU(model_config).eval()
     tensors = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
     return model, checkpoint.Checkpoint(model_config, tokenizer_config, tensors, {"note": "random weights"})
@@ -201,3 +209,75 @@ def run_cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
 
 
 sys.modules["midigen_testkit"] = sys.modules[__name__]
+
+
+# -- piano MIDI from outside the collection, built in code --------------------------------------
+
+MAJOR = (0, 2, 4, 5, 7, 9, 11)
+MINOR = (0, 2, 3, 5, 7, 8, 10)
+PROGRESSIONS = {MAJOR: (0, 5, 3, 4), MINOR: (0, 5, 2, 6)}  # I-vi-IV-V and i-VI-III-VII, as scale degrees
+
+
+def _chord(tonic: int, mode, degree: int, octave: int) -> list[int]:
+    return [octave + tonic + mode[(degree + step) % 7] + 12 * ((degree + step) // 7) for step in (0, 2, 4)]
+
+
+def performance_midi(tonic: int, minor: bool = False, bars: int = 24, seed: int = 0) -> pretty_midi.PrettyMIDI:
+    """A free-timing piano performance: rubato onsets off any grid, varied velocities, arpeggiated left hand,
+    a right-hand melody on the scale, and the sustain pedal changed every bar (legato pedalling)."""
+    import random
+
+    rng = random.Random(seed)
+    mode = MINOR if minor else MAJOR
+    midi = pretty_midi.PrettyMIDI(initial_tempo=72.0)
+    piano = pretty_midi.Instrument(0)
+    time, beat = 0.3, 60 / 72.0
+    for bar in range(bars):
+        degree = PROGRESSIONS[mode][bar % 4]
+        beat = 60 / 72.0 * rng.uniform(0.85, 1.2)  # rubato
+        pedal_down = time + 0.05
+        piano.control_changes.append(pretty_midi.ControlChange(64, 0, time))
+        piano.control_changes.append(pretty_midi.ControlChange(64, 100 + rng.randrange(27), pedal_down))
+        for i, pitch in enumerate(_chord(tonic, mode, degree, 36) + [36 + tonic + mode[degree] + 12]):
+            start = time + i * beat / 2 + rng.uniform(-0.02, 0.02)
+            piano.notes.append(pretty_midi.Note(40 + rng.randrange(30), pitch, start, start + beat * 0.4))
+        for step in range(rng.choice((3, 4, 6))):
+            start = time + step * 4 * beat / 6 + rng.uniform(-0.03, 0.03)
+            pitch = 72 + tonic + mode[(degree + rng.choice((0, 2, 4, 1, 5))) % 7] - 12 * rng.randrange(2)
+            end = start + beat * rng.uniform(0.3, 1.0)
+            piano.notes.append(pretty_midi.Note(60 + rng.randrange(50), pitch, start, end))
+        time += 4 * beat
+    piano.control_changes.append(pretty_midi.ControlChange(64, 0, time))
+    midi.instruments.append(piano)
+    return midi
+
+
+def pop_midi(tonic: int, minor: bool = False, bars: int = 16, seed: int = 0) -> pretty_midi.PrettyMIDI:
+    """A pop arrangement on a grid: drums, a bass line, block chords and a syncopated melody on four tracks."""
+    import random
+
+    rng = random.Random(seed)
+    mode = MINOR if minor else MAJOR
+    midi = pretty_midi.PrettyMIDI(initial_tempo=104.0)
+    beat = 60 / 104.0
+    drums, bass, keys, lead = (pretty_midi.Instrument(0, is_drum=True), pretty_midi.Instrument(33),
+                               pretty_midi.Instrument(0), pretty_midi.Instrument(81))
+    for bar in range(bars):
+        degree = PROGRESSIONS[mode][bar % 4]
+        t0 = bar * 4 * beat
+        for i in range(8):
+            drums.notes.append(pretty_midi.Note(90, 42, t0 + i * beat / 2, t0 + i * beat / 2 + 0.05))
+        for i in range(4):
+            root = 36 + tonic + mode[degree]
+            bass.notes.append(pretty_midi.Note(100, root + (7 if i == 2 else 0), t0 + i * beat, t0 + (i + 0.9) * beat))
+        for pitch in _chord(tonic, mode, degree, 60):
+            keys.notes.append(pretty_midi.Note(70, pitch, t0, t0 + 2 * beat))
+            keys.notes.append(pretty_midi.Note(65, pitch, t0 + 2.5 * beat, t0 + 4 * beat))
+        position = 0.0
+        while position < 4:
+            length = rng.choice((0.5, 0.5, 1.0, 1.5))
+            pitch = 72 + tonic + mode[(degree + rng.choice((0, 2, 4, 1, 3))) % 7]
+            lead.notes.append(pretty_midi.Note(95, pitch, t0 + position * beat, t0 + (position + length * 0.9) * beat))
+            position += length
+    midi.instruments.extend([drums, bass, keys, lead])
+    return midi

@@ -317,7 +317,8 @@ def test_roundtrip_command_on_an_empty_folder(tmp_path, capsys):
 
 def test_evaluate_command(fixture_midi_dir, capsys):
     code = cli.main(["evaluate", "--data", str(fixture_midi_dir), "--weights", str(SHIPPED_WEIGHTS),
-                     "--pieces", "2", "--notes", "100"])
+                     "--pieces", "2", "--notes", "100", "--seed-lengths", "10,20,500", "--continuation-notes", "20",
+                     "--seeds-per-piece", "2", "--key-pieces", "2"])
     out = capsys.readouterr().out
     assert code == 0
     nll = re.search(r"validation NLL over 3 pieces: ([\d.]+) nats/note, ([\d.]+) nats/token", out)
@@ -331,6 +332,8 @@ def test_evaluate_command(fixture_midi_dir, capsys):
     rows = {}
     for line in lines[header + 1:]:
         parts = line.split()
+        if not parts:
+            break
         rows[parts[0]] = [float(x.lstrip("±")) for x in parts[1:] if x != "±"]
     # one row per statistic, plus the distance between pitch-class profiles
     (distance,) = set(rows) - set(statistics)
@@ -338,3 +341,15 @@ def test_evaluate_command(fixture_midi_dir, capsys):
     assert sorted(rows) == sorted(statistics + [distance])
     assert all(len(values) == 4 and all(math.isfinite(v) for v in values) for values in rows.values())
     assert 0.0 <= rows[distance][2] <= 1.0
+    # continuations: one row per seed length that two pieces or more are long enough for (not the 20-note one)
+    top = next(i for i, line in enumerate(lines) if line.split()[:2] == ["seed", "length"])
+    assert lines[top].split()[2:] == ["key", "register", "density", "loudness", "in", "key", "(real)"]
+    assert [line.split()[:4] for line in lines[top + 1 : top + 3]] == [["10", "notes", "(2", "pieces)"],
+                                                                       ["20", "notes", "(2", "pieces)"]]
+    assert not lines[top + 3].strip()
+    assert "long form" in out
+    share = re.search(r"key control: (\d+)% of 2 pieces", out)
+    assert share, out
+    density = re.search(r"density control \(notes per beat, 30 s from scratch\): sparse ([\d.]+), .* dense ([\d.]+)",
+                        out)
+    assert density and float(density.group(2)) > float(density.group(1)), out

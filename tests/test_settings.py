@@ -12,8 +12,9 @@ from midigen import cli
 from midigen.settings import SETTINGS, UserError, clean_settings, defaults, markdown_table, setting, to_request
 
 ROOT = Path(__file__).resolve().parent.parent
-NUMBERS = [s for s in SETTINGS if s.kind is not bool]
+NUMBERS = [s for s in SETTINGS if s.kind in (int, float)]
 FLAGS = [s for s in SETTINGS if s.kind is bool]
+CHOICES = [s for s in SETTINGS if s.kind is str]
 
 
 def test_defaults_make_the_default_request():
@@ -74,10 +75,26 @@ def test_randomize_and_keep_seed_shape_the_request():
 def test_every_setting_is_complete():
     for spec in SETTINGS:
         assert spec.label and spec.help and spec.widget in ("slider", "number", "dropdown", "checkbox"), spec
-        assert (spec.low is None) == (spec.kind is bool), spec
-        if spec.kind is not bool:
+        assert (spec.low is None) == (spec.kind in (bool, str)), spec
+        if spec.kind in (int, float):
             assert spec.low <= spec.default <= spec.high or spec.default == spec.automatic, spec
+        if spec.kind is str:
+            assert spec.default in [value for _, value in spec.choices], spec
         assert bool(spec.choices) == (spec.widget == "dropdown"), spec
+
+
+@pytest.mark.parametrize("spec", CHOICES, ids=lambda s: s.name)
+def test_choices_accept_their_values_and_refuse_the_rest(spec):
+    for _, value in spec.choices:
+        assert clean_settings({spec.name: value.upper()})[spec.name] == value
+    for bad in ("louder", 5, None, ""):
+        with pytest.raises(UserError, match=f"^{spec.name} must be "):
+            clean_settings({spec.name: bad})
+
+
+def test_a_key_may_be_spelled_with_flats_or_sharps():
+    assert clean_settings({"key": "eb MAJOR"})["key"] == clean_settings({"key": "D# major"})["key"]
+    assert to_request(clean_settings({"key": "a minor", "density": "busy"})).key == "A minor"
 
 
 def test_the_readme_table_is_the_declared_list():

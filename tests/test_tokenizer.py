@@ -444,3 +444,51 @@ def test_notes_must_be_valid():
     for bad in ({"pitch": 128}, {"pitch": -1}, {"velocity": 0}, {"velocity": 128}, {"start": -1}, {"duration": 0}):
         with pytest.raises(ValueError):
             Note(**{"pitch": 60, "start": 0, "duration": 1, "velocity": 80, **bad})
+
+
+# -- the sustain pedal: notes last as long as they sound ---------------------------------------
+
+
+def sounding(tokenizer, notes, pedal, **kwargs) -> list[tuple[int, int, int]]:
+    score = tokenizer.midi_to_score(make_midi(notes, pedal=pedal, **kwargs))
+    return [(n.pitch, n.start, n.duration) for n in score.notes]
+
+
+def test_pedal_holds_a_released_note_until_it_lifts(tokenizer):
+    # released at step 6 with the pedal down from 3 to 30: sounds until 30
+    assert sounding(tokenizer, [(60, 0, 6)], [(3, 127), (30, 0)]) == [(60, 0, 30)]
+
+
+def test_a_key_struck_again_ends_the_note_the_pedal_holds(tokenizer):
+    notes = [(60, 0, 6), (64, 0, 6), (60, 12, 6)]
+    assert sounding(tokenizer, notes, [(3, 100), (40, 10)]) == [(60, 0, 12), (64, 0, 40), (60, 12, 28)]
+
+
+def test_notes_outside_the_pedal_keep_their_length(tokenizer):
+    notes = [(60, 0, 6), (62, 12, 30), (64, 48, 6)]
+    # 60 ends before the pedal goes down, 62 is still held when it lifts, 64 starts after
+    assert sounding(tokenizer, notes, [(10, 127), (24, 0)]) == [(60, 0, 6), (62, 12, 30), (64, 48, 6)]
+
+
+def test_pedal_values_below_64_are_up_and_repeated_downs_are_one_press(tokenizer):
+    notes = [(60, 0, 6), (62, 12, 6)]
+    pedal = [(3, 64), (5, 90), (8, 63), (10, 127), (30, 0)]  # down at 3, up at 8, down at 10, up at 30
+    assert sounding(tokenizer, notes, pedal) == [(60, 0, 8), (62, 12, 18)]
+
+
+def test_pedal_is_one_for_the_whole_piano_and_long_notes_are_clamped(tokenizer):
+    left_hand = [(36, 0, 6)]
+    result = sounding(tokenizer, [(60, 0, 6)], [(3, 127), (200, 0)], extra_tracks=[left_hand])
+    assert result == [(36, 0, tokenizer.config.max_duration), (60, 0, tokenizer.config.max_duration)]
+
+
+def test_a_pedal_never_lifted_holds_to_the_end(tokenizer):
+    assert sounding(tokenizer, [(60, 0, 6), (62, 24, 12)], [(3, 127)]) == [(60, 0, 36), (62, 24, 12)]
+
+
+def test_roundtrip_accuracy_counts_sounding_lengths(tokenizer):
+    notes = [(60, 0, 6), (64, 12, 6), (67, 24, 6)]
+    midi = make_midi(notes, pedal=[(3, 127), (40, 0)])
+    assert roundtrip_accuracy(tokenizer, midi) == (3, 3)
+    decoded = tokenizer.decode(tokenizer.encode(midi))
+    assert [round((n.end - n.start) * 2 * 12) for n in decoded.instruments[0].notes] == [40, 28, 16]

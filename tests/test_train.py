@@ -8,22 +8,23 @@ import random
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from midigen_testkit import run_cli, write_scales
 
 from midigen import checkpoint
+from midigen.controls import CONTROL_SIZE, TokenNotes
 from midigen.model import MidiGRU
 from midigen.prepare import midi_files
 from midigen.tokenizer import Note, Score, Tokenizer
 from midigen.train import (
     Piece,
     TrainConfig,
-    batches,
     split_by_file,
     state_paths,
+    stream_batches,
     train,
-    training_windows,
     transpose,
 )
 
@@ -171,17 +172,43 @@ def test_split_by_file_is_deterministic_and_disjoint(count, share):
         assert names(other[1]) != names(valid_set) or names(other[0]) != names(train_set)
 
 
-def test_training_windows_cover_the_pieces():
-    all_pieces = [Piece("a", piece_tokens(), 9), Piece("b", piece_tokens()[:5], 1)]
-    config = TrainConfig(sequence_length=8, transpose=0)
-    windows = training_windows(all_pieces, config, TOKENIZER, random.Random(0))
-    assert all(w.shape == (9,) for w in windows)
-    # without transposition every real token of every piece is in some window
-    total = sum(len(p.tokens) for p in all_pieces)
-    assert sum(int((w != 0).sum()) for w in windows) >= total
-    for inputs, targets in batches(windows, 4):
-        assert inputs.shape[1] == targets.shape[1] == 8
-        assert (inputs[:, 1:] == targets[:, :-1]).all()
+def long_piece(notes: int) -> np.ndarray:
+    score = Score([Note(48 + i % 24, 6 * i, 6, 40 + i % 80) for i in range(notes)])
+    return np.asarray(TOKENIZER.score_to_tokens(score), dtype=np.int64)
+
+
+def test_stream_batches_read_every_piece_whole_in_order():
+    all_pieces = [Piece(f"p{i}", long_piece(20 + 15 * i), 20 + 15 * i) for i in range(5)]
+    config = TrainConfig(sequence_length=16, batch_size=3, transpose=0, control_dropout=0.0)
+    batches = list(stream_batches(all_pieces, config, TOKENIZER, random.Random(1)))
+    inputs, targets, controls, first = (torch.stack(part, dim=1) for part in zip(*batches, strict=True))
+    assert inputs.shape[0] == 3 and controls.shape[-1] == CONTROL_SIZE
+    length = inputs.shape[2]
+    assert 12 <= length <= 20
+    found = []
+    for row in range(3):  # a row is a stream: its windows rebuild whole pieces in order, each from a fresh state
+        for step in range(inputs.shape[1]):
+            real = targets[row, step] != 0
+            if not real.any():
+                continue
+            if first[row, step]:
+                found.append(inputs[row, step, :1].tolist())
+            found[-1].extend(targets[row, step][real].tolist())
+            assert torch.equal(inputs[row, step, 1:][real[1:]], targets[row, step, :-1][real[1:]])
+    expected = sorted(p.tokens.tolist() for p in all_pieces)
+    assert sorted(found) == expected
+    # the control of a window describes the notes it predicts
+    row, step = 0, 0
+    notes = TokenNotes.of(targets[row, step].numpy(), TOKENIZER)
+    window = [t for t in targets[row, step].tolist() if t]
+    assert controls[row, step, 13] == pytest.approx((np.mean(notes.pitch) - 60) / 12, abs=1e-5) or len(window) == 0
+
+
+def test_hidden_control_parts_are_zero():
+    all_pieces = [Piece("a", long_piece(40), 40)]
+    config = TrainConfig(sequence_length=16, batch_size=1, transpose=0, control_dropout=1.0)
+    for _, _, controls, _ in stream_batches(all_pieces, config, TOKENIZER, random.Random(0)):
+        assert not controls.any()
 
 
 def test_empty_folder_is_a_clear_error(tmp_path):

@@ -283,6 +283,13 @@ ABUSE = [
     ("variations", 2.5, whole("variations")), ("variations", NAN, finite("variations")),
     ("randomize", "abc", Refused("randomize must be true or false")),
     ("keep_seed", 5, Refused("keep_seed must be true or false")),
+    ("key", "H minor", Refused("key must be auto, free, or one of the 24 major and minor keys ('D minor', "
+                               "'Eb major')")),
+    ("key", 7, Refused("key must be auto, free, or one of the 24 major and minor keys ('D minor', 'Eb major')")),
+    ("key", "eb MAJOR", Clamped("Eb major")),
+    ("density", "loud", Refused("density must be auto, sparse, light, medium, busy, dense")),
+    ("density", "BUSY", Clamped("busy")),
+    ("keep_seed_until", -5, Clamped(0)), ("keep_seed_until", "abc", number("keep_seed_until")),
 ]
 
 

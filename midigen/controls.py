@@ -1,0 +1,172 @@
+"""Control vectors: the key, register, density and loudness the model is asked to keep.
+
+The model reads one vector at every step (``MidiGRU``, ``control_size``). In training it describes
+the passage being predicted; when sampling it comes from the seed, or from the user's choice of key
+and density. Each part has a flag saying whether it is known; an unknown part is all zeros, so the
+zero vector asks for nothing and the model makes its own choice::
+
+    [ pitch-class profile x 12, key known | register, known | density, known | loudness, known ]
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .stats import MAJOR_PROFILE, MINOR_PROFILE, duration_profile, notes_per_beat
+from .tokenizer import Score, Tokenizer
+
+CONTROL_SIZE = 19
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+KEY_NAMES = tuple(f"{n} major" for n in NOTE_NAMES) + tuple(f"{n} minor" for n in NOTE_NAMES)
+TONICS = {"c": 0, "b#": 0, "c#": 1, "db": 1, "d": 2, "d#": 3, "eb": 3, "e": 4, "fb": 4, "f": 5, "e#": 5,
+          "f#": 6, "gb": 6, "g": 7, "g#": 8, "ab": 8, "a": 9, "a#": 10, "bb": 10, "b": 11, "cb": 11}
+DENSITY_LEVELS = ("sparse", "light", "medium", "busy", "dense")
+DENSITY_PERCENTILES = (10, 30, 50, 70, 90)  # of the training passages' notes per beat, one per level
+
+
+def key_index(name: str) -> int:
+    """0-11 for C..B major, 12-23 for C..B minor, from names such as 'D minor', 'Eb major', 'f# minor'."""
+    match = re.fullmatch(r"\s*([a-g][#b]?)\s*(major|minor)\s*", str(name).lower())
+    if not match or match.group(1) not in TONICS:
+        raise ValueError(f"key must be auto, free or a key such as 'D minor' or 'Eb major', not {name!r}")
+    return TONICS[match.group(1)] + (12 if match.group(2) == "minor" else 0)
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What to keep; None leaves a part to the model. ``profile``: 12 pitch-class shares summing to 1."""
+
+    profile: tuple[float, ...] | None = None
+    mean_pitch: float | None = None
+    notes_per_beat: float | None = None
+    mean_velocity: float | None = None
+    key_strength: float = 1.0  # above 1 the profile is stressed beyond anything seen in training
+
+    def vector(self) -> np.ndarray:
+        """The model's input (``CONTROL_SIZE`` float32 values)."""
+        v = np.zeros(CONTROL_SIZE, dtype=np.float32)
+        if self.profile is not None:
+            v[:12] = 12.0 * self.key_strength * np.asarray(self.profile, dtype=np.float32)
+            v[12] = 1.0
+        if self.mean_pitch is not None:
+            v[13:15] = (self.mean_pitch - 60.0) / 12.0, 1.0
+        if self.notes_per_beat is not None:
+            v[15:17] = math.log2(max(self.notes_per_beat, 1e-3)) - 1.5, 1.0
+        if self.mean_velocity is not None:
+            v[17:19] = (self.mean_velocity - 80.0) / 32.0, 1.0
+        return v
+
+    def replace(self, **changes) -> Controls:
+        return replace(self, **changes)
+
+    def focused(self, power: float) -> Controls:
+        """The same controls with the key profile raised to ``power`` and renormalized: above 1, the
+        scale's main notes weigh more and chromatic ones less, so the music stays closer to the key."""
+        if self.profile is None or power == 1:
+            return self
+        profile = np.asarray(self.profile) ** power
+        return self.replace(profile=tuple(float(x) for x in profile / profile.sum()))
+
+    @classmethod
+    def of_notes(cls, pitches, durations, starts, velocities, steps_per_beat: int) -> Controls:
+        """All four parts measured on a passage (nothing known for an empty one)."""
+        if len(pitches) == 0:
+            return cls()
+        return cls(tuple(float(x) for x in duration_profile(pitches, durations)), float(np.mean(pitches)),
+                   notes_per_beat(starts, steps_per_beat), float(np.mean(velocities)))
+
+    @classmethod
+    def of_score(cls, score: Score, steps_per_beat: int) -> Controls:
+        notes = score.notes
+        return cls.of_notes([n.pitch for n in notes], [n.duration for n in notes], [n.start for n in notes],
+                            [n.velocity for n in notes], steps_per_beat)
+
+
+@dataclass(frozen=True)
+class ControlLevels:
+    """What named choices mean for a model: a typical profile of a major and a minor key on C, and the
+    notes per beat of each density level. Measured on the training data and kept in the checkpoint."""
+
+    major: tuple[float, ...] = tuple(MAJOR_PROFILE / MAJOR_PROFILE.sum())
+    minor: tuple[float, ...] = tuple(MINOR_PROFILE / MINOR_PROFILE.sum())
+    density: tuple[float, ...] = (1.5, 2.3, 3.2, 4.2, 6.0)
+
+    def key_profile(self, name: str) -> tuple[float, ...]:
+        index = key_index(name)
+        profile = self.minor if index >= 12 else self.major
+        return tuple(float(x) for x in np.roll(profile, index % 12))
+
+    def notes_per_beat(self, level: str) -> float:
+        if level not in DENSITY_LEVELS:
+            raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {level!r}")
+        return self.density[DENSITY_LEVELS.index(level)]
+
+    def to_dict(self) -> dict:
+        return {"major": list(self.major), "minor": list(self.minor), "density": list(self.density)}
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> ControlLevels:
+        return cls(**{k: tuple(v) for k, v in data.items()}) if data else cls()
+
+    @classmethod
+    def measure(cls, passages: list[Controls], clearest: float = 0.1) -> ControlLevels:
+        """Levels from training passages: for each mode, the mean profile of the ``clearest`` share of its
+        passages (those whose estimated key stands out most from the next best), rotated to C; and the
+        density percentiles. Clear passages make a key asked for unmistakable."""
+        from .stats import key_correlations
+
+        found = {"major": [], "minor": []}
+        for passage in passages:
+            correlations = key_correlations(np.asarray(passage.profile))
+            key = int(np.argmax(correlations))
+            margin = correlations[key] - np.partition(correlations, -2)[-2]
+            found["minor" if key >= 12 else "major"].append((margin, np.roll(passage.profile, -(key % 12))))
+        profiles = {}
+        for mode, rows in found.items():
+            rows.sort(key=lambda row: row[0], reverse=True)
+            kept = [profile for _, profile in rows[: max(1, round(len(rows) * clearest))]]
+            profiles[mode] = tuple(float(x) for x in np.mean(kept, axis=0)) if kept else getattr(cls(), mode)
+        density = np.percentile([p.notes_per_beat for p in passages], DENSITY_PERCENTILES)
+        return cls(profiles["major"], profiles["minor"], tuple(float(x) for x in density))
+
+
+@dataclass
+class TokenNotes:
+    """The notes of a token sequence as arrays, each with the index of its PITCH token."""
+
+    index: np.ndarray
+    pitch: np.ndarray
+    duration: np.ndarray
+    start: np.ndarray
+    velocity: np.ndarray
+
+    @classmethod
+    def of(cls, tokens: np.ndarray, tokenizer: Tokenizer) -> TokenNotes:
+        """Read notes straight from tokens (as the decoder would, without merging repeated keys)."""
+        ranges = tokenizer.vocab.kind_ranges()
+        c = tokenizer.config
+        tokens = np.asarray(tokens)
+        shifts = np.where((tokens >= ranges["SHIFT"].start) & (tokens < ranges["SHIFT"].stop),
+                          tokens - ranges["SHIFT"].start + 1, 0)
+        onset = np.cumsum(shifts)
+        is_velocity = (tokens >= ranges["VELOCITY"].start) & (tokens < ranges["VELOCITY"].stop)
+        level = np.where(is_velocity, tokens - ranges["VELOCITY"].start, -1)
+        last = np.maximum.accumulate(np.where(is_velocity, np.arange(len(tokens)), -1))
+        level = np.where(last >= 0, level[np.maximum(last, 0)], tokenizer.velocity_level(80))
+        index = np.flatnonzero((tokens >= ranges["PITCH"].start) & (tokens < ranges["PITCH"].stop))
+        following = tokens[np.minimum(index + 1, len(tokens) - 1)]
+        is_duration = (following >= ranges["DURATION"].start) & (following < ranges["DURATION"].stop)
+        duration = np.where(is_duration, following - ranges["DURATION"].start + 1, c.steps_per_beat)
+        velocities = np.array([tokenizer.level_velocity(v) for v in range(c.velocity_levels)])
+        return cls(index, tokens[index] - ranges["PITCH"].start + c.pitch_min, duration, onset[index],
+                   velocities[level[index]])
+
+    def controls(self, first: int, stop: int, steps_per_beat: int) -> Controls:
+        """Controls of the notes whose PITCH token lies in ``first <= index < stop``."""
+        lo, hi = np.searchsorted(self.index, [first, stop])
+        return Controls.of_notes(self.pitch[lo:hi], self.duration[lo:hi], self.start[lo:hi],
+                                 self.velocity[lo:hi], steps_per_beat)

@@ -1,0 +1,269 @@
+"""midigen.controls and the measures of midigen.stats: keys, control vectors, continuation scores, and
+a model that reads controls (training, sampling, older checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from midigen_testkit import random_checkpoint
+
+from midigen import checkpoint
+from midigen.controls import (
+    CONTROL_SIZE,
+    DENSITY_LEVELS,
+    KEY_NAMES,
+    ControlLevels,
+    Controls,
+    TokenNotes,
+    key_index,
+)
+from midigen.generate import KEY_STRENGTH, SEED_KEY_FOCUS, GenerationRequest, Generator
+from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler
+from midigen.stats import (
+    Character,
+    distances,
+    duration_profile,
+    estimate_key,
+    floor_to_ceiling,
+    ngram_share,
+    notes_per_beat,
+)
+from midigen.tokenizer import Note, Score, Tokenizer
+
+TOKENIZER = Tokenizer()
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+HARMONIC_MINOR = (0, 2, 3, 5, 7, 8, 11)
+
+
+def scale_score(tonic: int, steps=MAJOR_SCALE, bars: int = 4, octave: int = 60, velocity: int = 80) -> Score:
+    """A tonic triad held for a beat, then the scale in eighths, ``bars`` times (12 steps per beat)."""
+    notes, start = [], 0
+    for _ in range(bars):
+        for degree in (0, steps[2], steps[4]):
+            notes.append(Note(octave + tonic + degree, start, 12, velocity))
+        start += 12
+        for degree in steps + (12,):
+            notes.append(Note(octave + tonic + degree, start, 6, velocity))
+            start += 6
+    return Score(notes, 120.0)
+
+
+# -- keys ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("tonic", range(12))
+def test_scales_are_estimated_in_their_key(tonic):
+    for steps, key in ((MAJOR_SCALE, tonic), (HARMONIC_MINOR, 12 + tonic)):
+        notes = scale_score(tonic, steps).notes
+        assert estimate_key(duration_profile([n.pitch for n in notes], [n.duration for n in notes])) == key
+
+
+def test_key_names_parse_to_their_index():
+    assert [key_index(name) for name in KEY_NAMES] == list(range(24))
+    assert key_index("f# minor") == key_index("Gb minor") == 18
+    assert key_index(" Bb major ") == 10
+    for bad in ("H major", "C", "C dorian", "", "auto"):
+        with pytest.raises(ValueError, match="key must be"):
+            key_index(bad)
+
+
+def test_duration_weights_the_profile():
+    profile = duration_profile([60, 62], [3, 1])
+    assert profile[0] == pytest.approx(0.75) and profile[2] == pytest.approx(0.25) and profile.sum() == 1
+
+
+# -- the four measures and the floor-to-ceiling score ------------------------------------------
+
+
+def test_distances_between_passages():
+    c_major = Character.of(scale_score(0), 12)
+    assert distances(c_major, c_major) == pytest.approx({"key": 0, "register": 0, "density": 0, "loudness": 0})
+    moved = Character.of(scale_score(6, octave=72, velocity=100), 12)
+    d = distances(c_major, moved)
+    assert d["key"] > 1.0  # a tritone away: the profiles are anti-correlated
+    assert d["register"] == pytest.approx(18)
+    assert d["loudness"] == pytest.approx(20)
+    assert d["density"] == pytest.approx(0)
+    twice = Score([Note(n.pitch, n.start // 2, n.duration, n.velocity) for n in scale_score(0).notes])
+    assert distances(c_major, Character.of(twice, 12))["density"] == pytest.approx(math.log(2), rel=0.02)
+
+
+def test_notes_per_beat():
+    assert notes_per_beat([0, 12, 24, 36], 12) == pytest.approx(4 / 3)
+    assert notes_per_beat([0, 0, 0], 12) == 3  # at least one beat
+    assert notes_per_beat([], 12) == 0
+
+
+def test_floor_to_ceiling_scores():
+    assert floor_to_ceiling([1.0], [1.0], [3.0]) == 1
+    assert floor_to_ceiling([3.0, 3.0], [1.0], [3.0]) == 0
+    assert floor_to_ceiling([2.0], [1.0, 1.0], [3.0, 3.0]) == pytest.approx(0.5)
+    assert floor_to_ceiling([0.0], [1.0], [3.0]) == pytest.approx(1.5)  # closer than the real continuation
+    assert floor_to_ceiling([5.0], [1.0], [3.0]) == pytest.approx(-1)
+    assert math.isnan(floor_to_ceiling([1.0], [2.0], [2.0]))
+
+
+def test_ngram_share_sees_repetition():
+    once = scale_score(0, bars=1)
+    assert ngram_share(once) == 1
+    assert ngram_share(scale_score(0, bars=8)) < 0.2
+
+
+# -- control vectors ---------------------------------------------------------------------------
+
+
+def test_control_vector_layout():
+    assert np.array_equal(Controls().vector(), np.zeros(CONTROL_SIZE))
+    profile = tuple(np.eye(12)[2])
+    v = Controls(profile, 72.0, 4.0, 112.0).vector()
+    assert v[2] == 12 and v[:12].sum() == 12 and v[12] == 1
+    assert v[13:15].tolist() == [1.0, 1.0]
+    assert v[15:17].tolist() == [pytest.approx(0.5), 1.0]
+    assert v[17:19].tolist() == [1.0, 1.0]
+    assert Controls(mean_pitch=72.0).vector()[:13].sum() == 0  # unknown parts stay zero
+
+
+def test_controls_of_a_score():
+    score = scale_score(2, bars=2, velocity=100)
+    c = Controls.of_score(score, 12)
+    assert estimate_key(np.asarray(c.profile)) == 2
+    assert c.mean_pitch == pytest.approx(np.mean([n.pitch for n in score.notes]))
+    assert c.notes_per_beat == pytest.approx(notes_per_beat([n.start for n in score.notes], 12))
+    assert c.mean_velocity == 100
+    assert Controls.of_score(Score([]), 12) == Controls()
+
+
+def test_token_notes_give_the_controls_of_the_decoded_notes():
+    score = scale_score(5, bars=3, velocity=70)
+    tokens = np.asarray(TOKENIZER.score_to_tokens(score))
+    decoded = TOKENIZER.tokens_to_score(tokens)
+    from_tokens = TokenNotes.of(tokens, TOKENIZER).controls(0, len(tokens), 12)
+    expected = Controls.of_score(decoded, 12)
+    assert np.allclose(from_tokens.vector(), expected.vector())
+    # a slice of tokens: only the notes whose PITCH token lies inside
+    notes = TokenNotes.of(tokens, TOKENIZER)
+    middle = notes.index[10], notes.index[20]
+    assert notes.controls(*middle, 12).mean_pitch == pytest.approx(np.mean(notes.pitch[10:20]))
+
+
+def test_levels_rotate_key_profiles_and_name_densities():
+    levels = ControlLevels()
+    d_minor = levels.key_profile("D minor")
+    assert estimate_key(np.asarray(d_minor)) == key_index("D minor")
+    assert [levels.notes_per_beat(level) for level in DENSITY_LEVELS] == sorted(levels.density)
+    with pytest.raises(ValueError, match="density must be"):
+        levels.notes_per_beat("frantic")
+    passages = [Controls.of_score(scale_score(t, bars=2), 12).replace(notes_per_beat=float(t + 1)) for t in range(12)]
+    measured = ControlLevels.measure(passages)
+    assert estimate_key(np.asarray(measured.major)) == 0
+    assert measured.density[0] < measured.density[2] < measured.density[-1]
+    assert ControlLevels.from_dict(measured.to_dict()) == measured
+
+
+# -- a model that reads controls --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def controlled():
+    model, ck = random_checkpoint(seed=7, controls=CONTROL_SIZE)
+    with torch.no_grad():  # random projections are small: make the control matter
+        model.control.weight.mul_(20)
+    ck.tensors = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+    return model, ck
+
+
+def test_the_control_changes_the_model_and_zero_means_none(controlled):
+    model, _ = controlled
+    tokens = torch.tensor([TOKENIZER.score_to_tokens(scale_score(0, bars=1))])
+    plain = model(tokens)[0]
+    zero = model(tokens, None, torch.zeros(1, CONTROL_SIZE))[0]
+    asked = model(tokens, None, torch.from_numpy(Controls(mean_pitch=84.0).vector())[None])[0]
+    assert torch.allclose(plain, zero)
+    assert not torch.allclose(plain, asked, atol=1e-3)
+
+
+def test_samplers_follow_the_control_alike(controlled):
+    _, ck = controlled
+    prompt = TOKENIZER.score_to_tokens(scale_score(0, bars=1), add_eos=False)
+    settings = SamplingSettings(temperature=1.0, top_p=0.9, max_notes=30, max_tokens=150)
+    numba, torch_sampler = NumbaSampler(ck, TOKENIZER, workers=1), TorchSampler(ck, TOKENIZER, "cpu")
+    control = Controls(tuple(np.eye(12)[6]), 84.0, 6.0, 30.0).vector()
+    asked = numba.sample(prompt, settings, 2, 11, control=control)
+    assert asked == torch_sampler.sample(prompt, settings, 2, 11, control=control)
+    assert asked != numba.sample(prompt, settings, 2, 11)
+    unknown = numba.sample(prompt, settings, 2, 11, control=np.zeros(CONTROL_SIZE))
+    assert unknown == numba.sample(prompt, settings, 2, 11)
+
+
+def test_generator_turns_choices_into_controls(controlled, tmp_path):
+    _, ck = controlled
+    ck.info = {"controls": ControlLevels().to_dict()}
+    checkpoint.save(ck, tmp_path / "controlled")
+    generator = Generator(tmp_path / "controlled", "cpu")
+    seed = scale_score(2, bars=2, octave=48, velocity=40)
+    auto = generator.controls(GenerationRequest(), seed)
+    measured = Controls.of_score(seed, 12)
+    assert auto.replace(profile=None) == measured.replace(profile=None)
+    # the key is the seed's, estimated, given as the clear profile of that key, sharpened
+    d_major = Controls(ControlLevels().key_profile("D major"))
+    assert auto.profile == d_major.focused(SEED_KEY_FOCUS).profile and auto.key_strength == 1
+    named = generator.controls(GenerationRequest(key="D major"), seed)
+    assert named.profile == d_major.profile and named.key_strength == KEY_STRENGTH > 1
+    assert np.allclose(named.vector()[:12], KEY_STRENGTH * d_major.vector()[:12])
+    assert estimate_key(np.asarray(auto.profile)) == estimate_key(np.asarray(measured.profile)) == 2
+    chosen = generator.controls(GenerationRequest(key="F# minor", density="dense"), seed)
+    assert estimate_key(np.asarray(chosen.profile)) == key_index("F# minor")
+    assert chosen.notes_per_beat == ControlLevels().density[-1] and chosen.mean_pitch == auto.mean_pitch
+    assert generator.controls(GenerationRequest(key="free"), seed).profile is None
+    assert generator.controls(GenerationRequest(), Score([])) == Controls()
+    a = generator.generate(GenerationRequest(notes=20, seconds=None, random_seed=3, key="C major"))[0]
+    b = generator.generate(GenerationRequest(notes=20, seconds=None, random_seed=3, key="F# major"))[0]
+    assert a.tokens != b.tokens
+
+
+def test_request_checks_key_and_density():
+    with pytest.raises(ValueError, match="key must be"):
+        GenerationRequest(key="Z major")
+    with pytest.raises(ValueError, match="density must be"):
+        GenerationRequest(density="loud")
+    GenerationRequest(key="free", density="sparse")
+
+
+def test_checkpoints_without_controls_still_load_and_refuse_choices(random_model, tmp_path):
+    base = tmp_path / "old"
+    json_path = checkpoint.save(random_model[1], base)
+    meta = json.loads(json_path.read_text())
+    del meta["model"]["control_size"]  # as written before controls existed
+    json_path.write_text(json.dumps(meta))
+    generator = Generator(base, "cpu")
+    assert generator.checkpoint.model_config.control_size == 0
+    (result,) = generator.generate(GenerationRequest(notes=5, seconds=None, random_seed=1))
+    assert len(result.continuation.notes) == 5
+    with pytest.raises(ValueError, match="trained without key and density controls"):
+        generator.generate(GenerationRequest(notes=5, seconds=None, key="D minor"))
+
+
+# -- the shipped weights follow the key asked for ------------------------------------------------
+
+
+def test_shipped_weights_write_in_the_key_asked_for(shipped_generator):
+    keys = ["C major", "A minor", "Eb major", "F# minor", "G major", "D minor", "B major", "C minor"]
+    found = []
+    for i, key in enumerate(keys):
+        (result,) = shipped_generator.generate(GenerationRequest(seconds=30, key=key, random_seed=i))
+        found.append(estimate_key(duration_profile([n.pitch for n in result.continuation.notes],
+                                                   [n.duration for n in result.continuation.notes])))
+    assert sum(f == key_index(k) for f, k in zip(found, keys, strict=True)) >= 6, found
+
+
+def test_shipped_weights_continue_in_the_seed_key(shipped_generator):
+    seed = scale_score(2, bars=6)  # D major
+    request = GenerationRequest(notes=150, seconds=None, random_seed=5, variations=4, continuation_only=True)
+    results = shipped_generator.continue_score(request, seed)
+    keys = [estimate_key(duration_profile([n.pitch for n in r.continuation.notes],
+                                          [n.duration for n in r.continuation.notes])) for r in results]
+    assert sum(k == key_index("D major") for k in keys) >= 3, keys
