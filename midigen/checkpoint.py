@@ -28,7 +28,7 @@ class ModelConfig:
     embedding_size: int = 128
     hidden_size: int = 256
     num_layers: int = 2
-    dropout: float = 0.2
+    dropout: float = field(default=0.2, metadata={"help": "dropout between and after the GRU layers"})
     control_size: int = 0  # 0: no control input (checkpoints written before controls existed)
 
     def to_dict(self) -> dict:
@@ -37,6 +37,24 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> ModelConfig:
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings (``midigen.train``); saved in the checkpoint's JSON. The ``train`` command's
+    flags are made from these fields and ``ModelConfig``'s, with their defaults and help."""
+
+    epochs: int = 40
+    batch_size: int = field(default=32, metadata={"help": "parallel piece streams per step, over all processes"})
+    sequence_length: int = field(default=256, metadata={"help": "tokens per window of back-propagation"})
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    grad_clip: float = field(default=1.0, metadata={"help": "largest gradient norm"})
+    validation_share: float = field(default=0.1, metadata={"help": "share of the files held out, by file"})
+    transpose: int = field(default=5, metadata={"help": "largest random transposition, semitones"})
+    seed: int = 0
+    control_dropout: float = field(default=0.25, metadata={
+        "help": "chance that a part of a window's control vector is hidden (1: a model without controls)"})
 
 
 class CheckpointError(RuntimeError):

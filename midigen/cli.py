@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
-from .checkpoint import DEFAULT_WEIGHTS
+from .checkpoint import DEFAULT_WEIGHTS, ModelConfig, TrainConfig
 from .settings import BY_NAME, SETTINGS, clean_choice, defaults, setting, to_request
 
 
@@ -32,42 +32,22 @@ def add_train(commands) -> None:
                    help="token cache made by prepare, or a folder searched recursively for .mid/.midi files "
                         "(then prepared into OUT.tokens)")
     p.add_argument("--out", required=True, help="checkpoint path without suffix, e.g. weights/mymodel")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--sequence-length", type=int, default=256)
-    p.add_argument("--learning-rate", type=float, default=2e-3)
-    p.add_argument("--hidden-size", type=int, default=256)
-    p.add_argument("--num-layers", type=int, default=2)
-    p.add_argument("--embedding-size", type=int, default=128)
-    p.add_argument("--dropout", type=float, default=0.2)
-    p.add_argument("--transpose", type=int, default=5, help="largest random transposition in semitones")
-    p.add_argument("--control-dropout", type=float, default=0.25,
-                   help="chance that a part of a window's control vector is hidden (1: a model without controls)")
-    p.add_argument("--validation-share", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
+    for config, skip in ((TrainConfig, ()), (ModelConfig, ("vocab_size", "control_size"))):
+        for item in fields(config):
+            if item.name not in skip:
+                words = item.metadata.get("help", item.name.replace("_", " "))
+                p.add_argument(f"--{item.name.replace('_', '-')}", type=type(item.default), default=item.default,
+                               help=f"{words} (default {item.default})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="continue from OUT.train.* if present")
 
 
 def run_train(args) -> None:
-    from .train import TrainConfig, train
+    from .train import train
 
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        sequence_length=args.sequence_length,
-        learning_rate=args.learning_rate,
-        transpose=args.transpose,
-        control_dropout=args.control_dropout,
-        validation_share=args.validation_share,
-        seed=args.seed,
-    )
-    model = {
-        "hidden_size": args.hidden_size,
-        "num_layers": args.num_layers,
-        "embedding_size": args.embedding_size,
-        "dropout": args.dropout,
-    }
+    config = TrainConfig(**{item.name: getattr(args, item.name) for item in fields(TrainConfig)})
+    model = {item.name: getattr(args, item.name) for item in fields(ModelConfig)
+             if item.name not in ("vocab_size", "control_size")}
     meta = train(args.data, args.out, config, model, device=args.device, resume=args.resume)
     print(f"validation NLL: {meta['validation']}")
 

@@ -29,25 +29,10 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from . import checkpoint, distributed, gpu_training, prepare
+from .checkpoint import ModelConfig, TrainConfig
 from .controls import CONTROL_SIZE, ControlLevels, Controls, TokenNotes
-from .model import MidiGRU, ModelConfig
+from .model import MidiGRU
 from .tokenizer import Tokenizer, TokenizerConfig
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings; saved in the checkpoint's JSON."""
-
-    epochs: int = 40
-    batch_size: int = 32
-    sequence_length: int = 256
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-4
-    grad_clip: float = 1.0
-    validation_share: float = 0.1
-    transpose: int = 5
-    seed: int = 0
-    control_dropout: float = 0.25  # chance that a part of a window's control vector is hidden
 
 
 @dataclass

@@ -130,3 +130,14 @@ def test_cli_refuses_values_outside_the_shared_range():
         parse_generate("--bpm", "20")
     with pytest.raises(ValueError, match="temperature must be between 0.05 and 2"):
         parse_generate("--temperature", "5")
+
+
+def test_train_flags_come_from_the_config_dataclasses():
+    from dataclasses import fields
+
+    from midigen.checkpoint import ModelConfig, TrainConfig
+
+    args = cli.build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    assert all(getattr(args, f.name) == f.default for f in fields(TrainConfig))
+    assert all(getattr(args, f.name) == f.default for f in fields(ModelConfig) if f.name not in ("vocab_size",
+                                                                                                   "control_size"))
