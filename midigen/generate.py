@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pretty_midi
 
 from . import checkpoint
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
-from .device import resolve_device
+from .device import resolve_device, usable_cores
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
@@ -176,8 +177,11 @@ class Generator:
             rows = self.sampler.sample(prompt, settings, request.variations, random_seed, position, control)
         else:
             opening = replace(settings, max_notes=min(settings.max_notes, OPENING_NOTES))
-            rows = [self._keep_home(request, prompt, tokens, settings, random_seed + 1 + row) for row, tokens
-                    in enumerate(self.sampler.sample(prompt, opening, request.variations, random_seed, 0, control))]
+            openings = self.sampler.sample(prompt, opening, request.variations, random_seed, 0, control)
+            # each variation goes on with its own opening's controls: one sampling call each, side by side
+            with ThreadPoolExecutor(min(len(openings), usable_cores()), thread_name_prefix="midigen-home") as pool:
+                rows = list(pool.map(lambda row: self._keep_home(request, prompt, openings[row], settings,
+                                                                 random_seed + 1 + row), range(len(openings))))
         results = []
         for tokens in rows:
             full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=tok.level_velocities(seed))
