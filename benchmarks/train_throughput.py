@@ -38,12 +38,14 @@ def main() -> None:
     rows = distributed.rank_batch_size(args.batch_size, ranks)
     block = torch.randint(3, model.config.vocab_size, (rows, args.length + 1), device=device)
     inputs, targets = block[:, :-1], block[:, 1:]
+    # as in training, every window reads a control vector (zeros: nothing asked), so every parameter learns
+    control = torch.zeros(rows, model.config.control_size, device=device) if model.config.control_size else None
     for _ in range(2):  # warm-up: allocations, cuDNN plans, the process group's first buffers
-        train_step(trainer, optimizer, inputs, targets, config.grad_clip)
+        train_step(trainer, optimizer, inputs, targets, config.grad_clip, None, control)
     distributed.barrier(ranks)
     started = time.perf_counter()
     for _ in range(args.steps):
-        train_step(trainer, optimizer, inputs, targets, config.grad_clip)  # .item() waits for the device
+        train_step(trainer, optimizer, inputs, targets, config.grad_clip, None, control)  # .item() waits
     distributed.barrier(ranks)
     elapsed = time.perf_counter() - started
     tokens_per_s = args.steps * args.batch_size * args.length / elapsed
