@@ -701,6 +701,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"quick": args.quick, "weights": described, "rows": [asdict(r) for r in rows]},
                                         indent=1) + "\n")
+    if any(row.metric == "error" for row in rows):
+        sys.exit("some benchmark sections failed (rows marked error)")
 
 
 if __name__ == "__main__":
