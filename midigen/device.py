@@ -15,7 +15,6 @@ from pathlib import Path
 
 LOG = logging.getLogger("midigen.device")
 DEVICES = ("auto", "cpu", "cuda")
-PLACEMENTS = ("cpu", "cuda", "zerogpu")
 GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl")
 # ZeroGPU's flag, read as the pinned `spaces` package reads it (spaces/config.py: `boolean`).
 ZERO_GPU_FLAG = "SPACES_ZERO_GPU"

@@ -63,10 +63,6 @@ class GenerationRequest:
             raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {self.density!r}")
 
 
-KEY_CHOICES = ("auto", "free", *KEY_NAMES)
-DENSITY_CHOICES = ("auto", *DENSITY_LEVELS)
-
-
 @dataclass
 class Generated:
     """One variation: the MIDI file, what it plays, and the notes the model read and wrote.

@@ -55,7 +55,7 @@ def midi_bytes(
     conductor = [(0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(tempo)))]
     for beat, bpm in tempo_changes:
         conductor.append((round(beat * resolution), 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))))
-    file.tracks.append(_track(conductor))
+    file.tracks.append(mido_track(conductor))
     parts = [(list(notes), 0)] + [(list(t), i + 1) for i, t in enumerate(extra_tracks)]
     if drums:
         parts.append((list(drums), 9))
@@ -70,14 +70,17 @@ def midi_bytes(
             # note-offs sort before note-ons at the same tick so repeated keys stay separate notes
             events.append((on, 1, mido.Message("note_on", note=pitch, velocity=velocity, channel=channel)))
             events.append((off, 0, mido.Message("note_off", note=pitch, velocity=0, channel=channel)))
-        file.tracks.append(_track(events))
+        file.tracks.append(mido_track(events))
     buffer = io.BytesIO()
     file.save(file=buffer)
     return buffer.getvalue()
 
 
-def _track(events) -> mido.MidiTrack:
+def mido_track(events, name: str | None = None) -> mido.MidiTrack:
+    """A track from ``(tick, order, message)``; lower order first at equal ticks (note-offs before note-ons)."""
     track = mido.MidiTrack()
+    if name is not None:
+        track.append(mido.MetaMessage("track_name", name=name))
     now = 0
     for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
         track.append(message.copy(time=tick - now))

@@ -13,21 +13,9 @@ from dataclasses import dataclass
 
 import mido
 import pretty_midi
+from midigen_testkit import mido_track
 
 SUSTAIN = 64
-
-
-def _track(events, name: str | None = None) -> mido.MidiTrack:
-    """A track from ``(tick, order, message)``; lower order first at equal ticks."""
-    track = mido.MidiTrack()
-    if name is not None:
-        track.append(mido.MetaMessage("track_name", name=name))
-    now = 0
-    for tick, _, message in sorted(events, key=lambda e: (e[0], e[1])):
-        track.append(message.copy(time=tick - now))
-        now = tick
-    track.append(mido.MetaMessage("end_of_track", time=0))
-    return track
 
 
 def _save(file: mido.MidiFile) -> bytes:
@@ -80,7 +68,7 @@ def performance(seconds: float = 40.0, seed: int = 1, resolution: int = 960, bpm
             events.append((round(pedal * ticks_per_second), 0,
                            mido.Message("control_change", channel=0, control=67, value=0)))
     file = mido.MidiFile(type=0, ticks_per_beat=resolution)
-    file.tracks.append(_track(events))
+    file.tracks.append(mido_track(events))
     return _save(file)
 
 
@@ -99,7 +87,7 @@ def band(bars: int = 12, seed: int = 2, resolution: int = 480) -> bytes:
                  (8 * bar, 0, mido.MetaMessage("time_signature", numerator=3, denominator=4)),
                  (8 * bar, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100)))]
     file = mido.MidiFile(type=1, ticks_per_beat=resolution)
-    file.tracks.append(_track(conductor, "Song"))
+    file.tracks.append(mido_track(conductor, "Song"))
     parts = [("Piano", 0, 0, (60, 84), 240), ("Bass", 1, 33, (28, 48), 480), ("Strings", 2, 48, (55, 79), 960),
              ("Guitar", 3, 25, (52, 76), 240), ("Pad", 4, 89, (48, 72), 1920), ("Lead", 5, 80, (67, 91), 120),
              ("Brass", 6, 61, (55, 79), 480), ("Organ", 7, 16, (48, 72), 960), ("Choir", 8, 52, (60, 79), 1920)]
@@ -124,13 +112,13 @@ def band(bars: int = 12, seed: int = 2, resolution: int = 480) -> bytes:
         if name in ("Pad", "Lead"):
             events += [(tick, 0, mido.Message("control_change", channel=channel, control=11 if name == "Pad" else 1,
                                               value=rng.randint(0, 127))) for tick in range(0, end, resolution)]
-        file.tracks.append(_track(events, name))
+        file.tracks.append(mido_track(events, name))
     drums = []
     for tick in range(0, end, resolution // 2):
         _note(drums, 9, 42, tick, tick + 30, rng.randint(50, 90))  # hi-hat eighths
         if tick % resolution == 0:
             _note(drums, 9, 36 if (tick // resolution) % 2 == 0 else 38, tick, tick + 60, rng.randint(90, 127))
-    file.tracks.append(_track(drums, "Drums"))
+    file.tracks.append(mido_track(drums, "Drums"))
     return _save(file)
 
 
@@ -150,8 +138,8 @@ def long_piece(notes: int = 1400, seconds: float = 150.0, seed: int = 3) -> byte
         hands[0] += [(tick, 0, mido.Message("control_change", channel=0, control=SUSTAIN, value=127)),
                      (tick + 3 * resolution, 0, mido.Message("control_change", channel=0, control=SUSTAIN, value=0))]
     file = mido.MidiFile(type=1, ticks_per_beat=resolution)
-    file.tracks.append(_track([(0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))], "Tempo"))
-    file.tracks += [_track(events, name) for events, name in zip(hands, ("Right hand", "Left hand"), strict=True)]
+    file.tracks.append(mido_track([(0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm)))], "Tempo"))
+    file.tracks += [mido_track(events, name) for events, name in zip(hands, ("Right hand", "Left hand"), strict=True)]
     return _save(file)
 
 
