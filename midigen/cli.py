@@ -166,12 +166,13 @@ def run_evaluate(args) -> None:
     generated = generated_scores(generator, args.pieces, args.notes, args.temperature, args.top_p, args.random_seed)
     print(f"\n{args.pieces} generated pieces of {args.notes} notes, temperature {args.temperature}, top-p {args.top_p}")
     print(format_table(compare(generator, real, generated)))
-    print("\nlong form (first against last 200 notes; distinct 8-note n-grams):")
+    print("\nlong form (first against last 200 notes; distinct 8-note n-grams; bars repeating the one before):")
     for label, pieces in (("held-out real", [s for _, s in real]), ("generated", generated)):
-        form = long_form(pieces)
+        form = long_form(pieces, generator.tokenizer.config.steps_per_beat)
         if form["pieces"]:
             print(f"  {label:<14} key distance {form['first_last_key_distance']:.2f}, "
-                  f"distinct 8-grams {form['distinct_8gram_share']:.2f} ({form['pieces']} pieces)")
+                  f"distinct 8-grams {form['distinct_8gram_share']:.2f}, "
+                  f"repeated bars {form['repeated_bar_share']:.2f} ({form['pieces']} pieces)")
     if generator.checkpoint.model_config.control_size and args.key_pieces:
         keys = [KEY_NAMES[i % len(KEY_NAMES)] for i in range(args.key_pieces)]
         share = key_control(generator, keys, random_seed=args.random_seed, **sampling)

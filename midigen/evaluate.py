@@ -24,6 +24,7 @@ from .stats import (
     notes_per_beat,
     piece_statistics,
     pitch_class_profile,
+    repeated_bars,
     score_profile,
     summarize,
 )
@@ -152,16 +153,18 @@ def format_continuations(results: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
-def long_form(pieces: list[Score], window: int = 200) -> dict[str, float]:
-    """Key distance (1 - correlation of profiles) between the first and last ``window`` notes, and the
-    share of distinct 8-note n-grams, averaged over pieces of at least ``2 * window`` notes."""
+def long_form(pieces: list[Score], steps_per_beat: int, window: int = 200) -> dict[str, float]:
+    """Key distance (1 - correlation of profiles) between the first and last ``window`` notes, the share of
+    distinct 8-note n-grams (recurring ideas), and the share of bars repeating the bar before (loops), averaged
+    over pieces of at least ``2 * window`` notes."""
     usable = [s for s in pieces if len(s.notes) >= 2 * window]
     if not usable:
         return {"pieces": 0}
     gaps = [1.0 - correlation(score_profile(Score(s.notes[:window])), score_profile(Score(s.notes[-window:])))
             for s in usable]
     return {"pieces": len(usable), "first_last_key_distance": float(np.mean(gaps)),
-            "distinct_8gram_share": float(np.mean([ngram_share(s) for s in usable]))}
+            "distinct_8gram_share": float(np.mean([ngram_share(s) for s in usable])),
+            "repeated_bar_share": float(np.mean([repeated_bars(s, steps_per_beat) for s in usable]))}
 
 
 def key_control(generator: Generator, keys, seconds: float = 30.0, random_seed: int = 0, **request) -> float:

@@ -156,3 +156,15 @@ def ngram_share(score: Score, n: int = NGRAM) -> float:
     sequence = [(note.pitch, note.duration) for note in score.notes]
     ngrams = [tuple(sequence[i : i + n]) for i in range(len(sequence) - n + 1)]
     return len(set(ngrams)) / len(ngrams) if ngrams else 1.0
+
+
+def repeated_bars(score: Score, steps_per_beat: int, beats_per_bar: int = 4) -> float:
+    """Share of bars with notes that repeat the bar before note for note (pitch, place in the bar, duration):
+    about 0 for music that develops, near 1 for a loop."""
+    bar = steps_per_beat * beats_per_bar
+    bars: dict[int, list[tuple[int, int, int]]] = {}
+    for note in score.notes:
+        bars.setdefault(note.start // bar, []).append((note.pitch, note.start % bar, note.duration))
+    if len(bars) < 2:
+        return 0.0
+    return sum(bars.get(b - 1) == notes for b, notes in bars.items()) / len(bars)

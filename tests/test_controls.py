@@ -30,6 +30,7 @@ from midigen.stats import (
     estimate_key,
     floor_to_ceiling,
     ngram_share,
+    repeated_bars,
     notes_per_beat,
 )
 from midigen.tokenizer import Note, Score, Tokenizer
@@ -111,6 +112,15 @@ def test_ngram_share_sees_repetition():
     once = scale_score(0, bars=1)
     assert ngram_share(once) == 1
     assert ngram_share(scale_score(0, bars=8)) < 0.2
+
+
+def test_repeated_bars_sees_loops_not_recurring_ideas():
+    def bars(*pitches):  # one bar (48 steps) of four quarter notes per pitch
+        return Score([Note(p + k, 48 * b + 12 * k, 12, 80) for b, p in enumerate(pitches) for k in range(4)], 120)
+
+    assert repeated_bars(bars(60, 60, 60, 60), 12) == pytest.approx(3 / 4)
+    assert repeated_bars(bars(60, 62, 60, 62), 12) == 0  # an idea comes back, but not bar after bar
+    assert repeated_bars(bars(60), 12) == 0
 
 
 # -- control vectors ---------------------------------------------------------------------------
