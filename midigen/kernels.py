@@ -283,27 +283,29 @@ def _step(tokens, weights, h, gi, gh):
 
 
 @njit(**JIT)
-def prime(prompt, weights, h):
-    """Feed all prompt tokens but the last to every row of ``h`` (its step happens in ``sample_loop``)."""
+def feed(tokens, weights, h):
+    """Feed ``tokens`` to every row of ``h``, one after the other."""
     gi = np.empty((h.shape[1], weights.hh.shape[1]), dtype=np.float32)
     gh = np.empty_like(gi)
     token = np.empty(h.shape[1], dtype=np.int64)
-    for t in range(prompt.shape[0] - 1):
-        token[:] = prompt[t]
+    for t in range(tokens.shape[0]):
+        token[:] = tokens[t]
         _step(token, weights, h, gi, gh)
 
 
 @njit(**JIT)
-def sample_loop(weights, rules, limits, start, u, h, out):
-    """Sample up to out.shape[1] tokens per row into ``out``; returns how many each row got.
+def sample_loop(weights, rules, limits, start, u, h, out, final):
+    """Sample up to out.shape[1] tokens per row into ``out``; returns how many each row got, and leaves in
+    ``final`` (shaped as ``h``) every row's state after the prompt and the tokens it got.
 
     ``weights``: a ``Weights``; ``rules``: a ``midigen.rules.Rules``; ``limits``: (temperature, top_p,
     max_notes, max_steps); ``start``: (the prompt's last token, its position in grid steps, its last
-    chord top); ``u``: one uniform per row and token; ``h``: every layer's state of every row, primed.
+    chord top, 1 if ``h`` has been fed that last token already, else 0); ``u``: one uniform per row and
+    token; ``h``: every layer's state of every row, fed the prompt (all of it, or all but its last token).
     Only the logits of tokens a row may draw are computed.
     """
     temperature, top_p, max_notes, max_steps = limits
-    last, position, chord_top = start
+    last, position, chord_top, fed = start
     pitch_lo, pitch_hi = rules.pitch_lo, rules.pitch_hi
     shift_lo, shift_hi = rules.shift_lo, rules.shift_hi
     velocity_lo, velocity_hi = rules.velocity_lo, rules.velocity_hi
@@ -320,11 +322,16 @@ def sample_loop(weights, rules, limits, start, u, h, out):
     steps = np.full(batch, position, dtype=np.int64)
     lengths = np.zeros(batch, dtype=np.int64)
     done = np.zeros(batch, dtype=np.bool_)
+    pending = np.zeros(batch, dtype=np.bool_)  # done, but its last token not yet fed: its state is the next step's
     top = np.full(batch, chord_top, dtype=np.int64)
     for t in range(out.shape[1]):
-        _step(token, weights, h, gi, gh)
+        if t > 0 or not fed:
+            _step(token, weights, h, gi, gh)  # done rows go on stepping (their state is kept in ``final``)
         for b in range(batch):
             if done[b]:
+                if pending[b]:
+                    final[:, b] = h[:, b]
+                    pending[b] = False
                 continue
             n = 0
             for v in range(vocab):
@@ -338,6 +345,7 @@ def sample_loop(weights, rules, limits, start, u, h, out):
             choice = _pick(values[:n], temperature, top_p, u[b, t], probs)
             if choice < 0:
                 done[b] = True
+                final[:, b] = h[:, b]
                 continue
             choice = index[choice]
             if shift_lo <= choice < shift_hi:
@@ -345,6 +353,7 @@ def sample_loop(weights, rules, limits, start, u, h, out):
                 steps[b] += choice - shift_lo + 1
                 if steps[b] >= max_steps and notes[b] > 0:
                     done[b] = True
+                    final[:, b] = h[:, b]
                     continue
             token[b] = choice
             out[b, t] = choice
@@ -354,6 +363,14 @@ def sample_loop(weights, rules, limits, start, u, h, out):
                 top[b] = choice
             if notes[b] >= max_notes and not (pitch_lo <= choice < pitch_hi):
                 done[b] = True
+                pending[b] = True
         if done.all():
             break
+    for b in range(batch):  # rows stopped by max_tokens have not been fed their last token either
+        pending[b] |= not done[b]
+    if pending.any():
+        _step(token, weights, h, gi, gh)
+        for b in range(batch):
+            if pending[b]:
+                final[:, b] = h[:, b]
     return lengths

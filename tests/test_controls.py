@@ -209,6 +209,22 @@ def test_samplers_follow_the_control_alike(controlled):
     assert unknown == numba.sample(prompt, settings, 2, 11)
 
 
+def test_states_are_fed_the_control_alike(controlled):
+    _, ck = controlled
+    prompt = TOKENIZER.score_to_tokens(scale_score(0, bars=1), add_eos=False)
+    settings = SamplingSettings(temperature=1.0, top_p=0.9, max_notes=12, max_tokens=150)
+    control = Controls(tuple(np.eye(12)[6]), 84.0, 6.0, 30.0).vector()
+    numba, torch_sampler = NumbaSampler(ck, TOKENIZER, workers=1), TorchSampler(ck, TOKENIZER, "cpu")
+    for sampler in (numba, torch_sampler):
+        rows, states = sampler.sample_states(prompt, settings, 2, 11, control=control)
+        for row, state in zip(rows, states, strict=True):
+            np.testing.assert_allclose(state, numba.advance(None, prompt + row, control), atol=1e-4)
+            assert not np.allclose(state, numba.advance(None, prompt + row), atol=1e-3)
+        (a,), (state,) = sampler.sample_states(prompt, settings, 1, 12, control=control)
+        going_on = sampler.sample(prompt + a, settings, 2, 13, control=control, state=state)
+        assert going_on == sampler.sample(prompt + a, settings, 2, 13, control=control)
+
+
 def test_generator_turns_choices_into_controls(controlled, tmp_path):
     _, ck = controlled
     ck.info = {"controls": ControlLevels().to_dict()}

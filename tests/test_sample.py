@@ -1,4 +1,4 @@
-"""midigen.sample and midigen.kernels: the drawing rule, top-p, the compiled GRU and both samplers."""
+"""midigen.sample and midigen.kernels: the drawing rule, top-p, the compiled GRU, both samplers, states and bias."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from midigen_testkit import ROOT, SHOWCASE, make_midi, random_checkpoint
 
 from midigen import checkpoint
-from midigen.kernels import draw, prime, top_p_threshold
+from midigen.kernels import draw, feed, top_p_threshold
 from midigen.rules import chord_top, grammar, grammar_violations
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler, sampling_tensors
-from midigen.tokenizer import BOS, Note, Score, Tokenizer
+from midigen.tokenizer import BOS, EOS, Note, Score, Tokenizer
 
 TOKENIZER = Tokenizer()
 V = TOKENIZER.vocab
@@ -202,7 +202,7 @@ def test_compiled_gru_state_matches_torch(layers):
     for length in (1, 2, 7, len(tokens)):
         prefix = tokens[:length]
         h = np.zeros((layers, 2, 24), dtype=np.float32)
-        prime(np.asarray(prefix + [0], dtype=np.int64), sampler.weights, h)
+        feed(np.asarray(prefix, dtype=np.int64), sampler.weights, h)
         with torch.no_grad():
             _, state = model(torch.tensor([prefix]))
         for row in range(2):
@@ -404,3 +404,139 @@ def test_the_cpu_sampler_needs_no_torch(random_weights):
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["2", "False"]
+
+
+# -- going on from a state; a bias on the logits ----------------------------------------------------
+
+
+def samplers(ck):
+    return NumbaSampler(ck, TOKENIZER), TorchSampler(ck, TOKENIZER, "cpu")
+
+
+def stop_reason(row, s: SamplingSettings, position: int = 0) -> str:
+    if len(row) == s.max_tokens:
+        return "max_tokens"
+    if TOKENIZER.count_notes(row) == s.max_notes and row[-1] in RANGES["DURATION"]:
+        return "max_notes"
+    assert position + shifted(row) >= s.max_steps - TOKENIZER.config.max_shift  # the next shift would cross it
+    return "max_steps"
+
+
+def test_states_are_those_after_the_prompt_and_each_row(safe_checkpoint):
+    """Rows of one batch end at different steps, each for one of the three reasons: every row's state is
+    the one reached by feeding the prompt and that row's tokens from zero."""
+    s = SamplingSettings(max_notes=4, max_steps=80, max_tokens=10)
+    for sampler in samplers(safe_checkpoint):
+        reasons = set()
+        for seed in (3, 4):
+            rows, states = sampler.sample_states(PROMPT, s, 6, seed)
+            assert states.shape == (6, 2, 32) and states.dtype == np.float32
+            assert len({len(row) for row in rows}) > 1
+            for row, state in zip(rows, states, strict=True):
+                reasons.add(stop_reason(row, s))
+                np.testing.assert_allclose(state, sampler.advance(None, PROMPT + row), atol=1e-4)
+        assert reasons == {"max_notes", "max_steps", "max_tokens"}
+
+
+def test_a_row_that_keeps_no_token_ends_in_the_prompts_state(safe_checkpoint):
+    """Nothing may follow EOS: the compiled loop stops every row before its first token."""
+    sampler = NumbaSampler(safe_checkpoint, TOKENIZER)
+    prompt = PROMPT + [V.encode("PITCH", 60), V.encode("DURATION", 6), EOS]
+    after = sampler.advance(None, prompt)
+    for state in (None, after):
+        rows, states = sampler.sample_states(prompt, SamplingSettings(max_tokens=20), 3, 2, state=state)
+        assert rows == [[], [], []]
+        for row_state in states:
+            np.testing.assert_allclose(row_state, after, atol=1e-4)
+
+
+def test_going_on_from_a_state_is_going_on_from_the_whole_prompt(safe_checkpoint):
+    first = SamplingSettings(max_notes=6, max_tokens=200)
+    then = SamplingSettings(max_notes=8, max_steps=200, max_tokens=200)
+    for sampler in samplers(safe_checkpoint):
+        (a,), states = sampler.sample_states(PROMPT, first, 1, 7)
+        prompt = PROMPT + a
+        from_state, after = sampler.sample_states(prompt, then, 3, 8, 50, state=states[0])
+        assert from_state == sampler.sample(prompt, then, 3, 8, 50)
+        assert all(len(row) > 5 for row in from_state)
+        for row, state in zip(from_state, after, strict=True):
+            np.testing.assert_allclose(state, sampler.advance(None, prompt + row), atol=1e-4)
+        # tokens the caller appends itself are fed with advance
+        added = [V.encode("SHIFT", 6), V.encode("PITCH", 40), V.encode("DURATION", 12)]
+        state = sampler.advance(after[1], added)
+        prompt = prompt + from_state[1] + added
+        assert sampler.sample(prompt, then, 2, 9, state=state) == sampler.sample(prompt, then, 2, 9)
+
+
+def test_torch_sampler_matches_numba_from_a_state(safe_checkpoint):
+    numba_sampler, torch_sampler = samplers(safe_checkpoint)
+    s = SamplingSettings(temperature=1.0, top_p=0.95, max_notes=10**6, max_tokens=80)
+    (a,), (state,) = numba_sampler.sample_states(PROMPT, SamplingSettings(max_notes=5), 1, 1)
+    np.testing.assert_allclose(torch_sampler.advance(None, PROMPT + a), state, atol=1e-4)
+    for seed in (0, 1):
+        x = numba_sampler.sample(PROMPT + a, s, 3, seed, state=state)
+        y = torch_sampler.sample(PROMPT + a, s, 3, seed, state=state)
+        assert [row[:50] for row in x] == [row[:50] for row in y]
+        assert x != numba_sampler.sample(PROMPT + a, s, 3, seed, state=np.zeros_like(state))  # the state is read
+
+
+def test_advance_in_two_parts_is_advance_in_one(random_model):
+    tokens = TOKENIZER.encode(make_midi(SHOWCASE), add_eos=False)
+    a, b = tokens[:9], tokens[9:13]
+    numba_sampler, torch_sampler = samplers(random_model[1])
+    whole = numba_sampler.advance(None, a + b)
+    assert whole.shape == (2, 32) and np.abs(whole).max() > 0.1
+    for sampler in (numba_sampler, torch_sampler):
+        np.testing.assert_allclose(sampler.advance(sampler.advance(None, a), b), whole, atol=1e-4)
+        np.testing.assert_allclose(sampler.advance(None, a + b), whole, atol=1e-4)
+        np.testing.assert_array_equal(sampler.advance(whole, []), whole)
+    assert not np.allclose(numba_sampler.advance(None, b), whole, atol=1e-3)
+
+
+def test_a_large_negative_bias_means_never_drawn(safe_checkpoint):
+    s = SamplingSettings(max_notes=10**6, max_tokens=150)
+    for sampler in samplers(safe_checkpoint):
+        rows = sampler.sample(PROMPT, s, 3, 4)
+        favourite = int(np.bincount(np.concatenate(rows)).argmax())
+        bias = np.zeros(len(V), np.float32)
+        bias[favourite] = -1e4
+        rows = sampler.sample(PROMPT, s, 3, 4, bias=bias)
+        assert sum(len(row) for row in rows) == 3 * 150
+        assert all(favourite not in row for row in rows)
+        for row in rows:
+            assert grammar_violations(PROMPT + row, grammar(TOKENIZER)) == 0
+
+
+def test_a_large_positive_bias_is_drawn_where_allowed(safe_checkpoint):
+    s = SamplingSettings(temperature=0.05, max_notes=10**6, max_tokens=40)
+    pitch, duration = V.encode("PITCH", 60), V.encode("DURATION", 6)
+    bias = np.zeros(len(V), np.float32)
+    bias[[pitch, duration]] = 1e3
+    for sampler in samplers(safe_checkpoint):
+        assert any(row[:2] != [pitch, duration] for row in sampler.sample(PROMPT, s, 4, 5))
+        for row in sampler.sample(PROMPT, s, 4, 5, bias=bias):
+            # after TEMPO a duration is not allowed, however favoured; then a chord cannot repeat its top note
+            assert row[:2] == [pitch, duration]
+            assert grammar_violations(PROMPT + row, grammar(TOKENIZER)) == 0
+            assert_chords_ascend(PROMPT + row)
+
+
+def test_torch_sampler_matches_numba_with_a_bias(safe_checkpoint):
+    numba_sampler, torch_sampler = samplers(safe_checkpoint)
+    s = SamplingSettings(temperature=1.0, top_p=0.95, max_notes=10**6, max_tokens=80)
+    bias = np.random.default_rng(3).normal(0.0, 2.0, len(V)).astype(np.float32)
+    for seed in (0, 1):
+        x = numba_sampler.sample(PROMPT, s, 3, seed, bias=bias)
+        y = torch_sampler.sample(PROMPT, s, 3, seed, bias=bias)
+        assert [row[:50] for row in x] == [row[:50] for row in y]
+        assert x != numba_sampler.sample(PROMPT, s, 3, seed)
+
+
+def test_a_bias_or_state_of_the_wrong_shape_is_refused(random_model):
+    for sampler in samplers(random_model[1]):
+        with pytest.raises(ValueError, match="one value per token"):
+            sampler.sample(PROMPT, SamplingSettings(max_tokens=4), 1, 0, bias=np.zeros(3))
+        with pytest.raises(ValueError, match="shape"):
+            sampler.sample(PROMPT, SamplingSettings(max_tokens=4), 1, 0, state=np.zeros((2, 31)))
+        with pytest.raises(ValueError, match="shape"):
+            sampler.advance(np.zeros(32), [BOS])
