@@ -15,6 +15,7 @@ import pretty_midi
 from . import checkpoint
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .device import resolve_device, usable_cores
+from .phrases import PhraseWriter
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
@@ -24,7 +25,7 @@ from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
 # How the key is given to the model, both chosen with `midigen evaluate` (README, "The shipped model"):
-KEY_STRENGTH = 2.0  # a key named by the user is stressed twice as hard as in training (``Controls.key_strength``)
+KEY_STRENGTH = 1.5  # a key named by the user is stressed 1.5x as hard as in training (``Controls.key_strength``)
 SEED_KEY_FOCUS = 1.5  # the profile of the seed's key is sharpened (``Controls.focused``)
 OPENING_NOTES = 32  # from scratch, the notes written freely before the piece keeps their key and character
 
@@ -45,6 +46,7 @@ class GenerationRequest:
     keep_seed_until: float | None = None  # seconds: the seed is cut there and the rest composed again
     key: str = "auto"  # "auto" (the seed's), "free", or one of KEY_NAMES such as "D minor"
     density: str = "auto"  # "auto" (the seed's) or one of DENSITY_LEVELS, sparse to dense
+    repetition: float = setting("repetition").default  # chance that a phrase is an earlier one again
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):
@@ -53,7 +55,7 @@ class GenerationRequest:
             raise ValueError("notes must be at least 1")
         if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
             raise ValueError("seconds must be a positive number")
-        for name in ("temperature", "top_p", "bpm", "program", "random_seed", "keep_seed_until"):
+        for name in ("temperature", "top_p", "bpm", "program", "random_seed", "keep_seed_until", "repetition"):
             check_range(name, getattr(self, name))
         if self.variations < 1:
             raise ValueError("variations must be at least 1")
@@ -159,8 +161,7 @@ class Generator:
         tok = self.tokenizer
         random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
         kept = seed_file is not None and not request.continuation_only
-        control = self.controls(request, seed)
-        control = control.vector() if control != Controls() else None
+        control = self.controls(request, seed).vector() if not seed.notes else None  # a key or density asked for
         if request.bpm and not kept:
             seed = replace(seed, bpm=request.bpm)
         if not seed.bpm:
@@ -170,14 +171,13 @@ class Generator:
         bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
         settings = self._settings(request, position, bpm)
         if seed.notes or not self.checkpoint.model_config.control_size:
-            rows = self.sampler.sample(prompt, settings, request.variations, random_seed, position, control)
+            writer = PhraseWriter(self.sampler, self.controls(request, seed)
+                                  if self.checkpoint.model_config.control_size else None, request.repetition)
+            rows = self._each_variation(request.variations,
+                                        lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:
-            opening = replace(settings, max_notes=min(settings.max_notes, OPENING_NOTES))
-            openings = self.sampler.sample(prompt, opening, request.variations, random_seed, 0, control)
-            # each variation goes on with its own opening's controls: one sampling call each, side by side
-            with ThreadPoolExecutor(min(len(openings), usable_cores()), thread_name_prefix="midigen-home") as pool:
-                rows = list(pool.map(lambda row: self._keep_home(request, prompt, openings[row], settings,
-                                                                 random_seed + 1 + row), range(len(openings))))
+            rows = self._each_variation(request.variations, lambda row: self._from_scratch(
+                request, prompt, settings, random_seed + 1 + row, control))
         results = []
         for tokens in rows:
             full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=tok.level_velocities(seed))
@@ -193,21 +193,38 @@ class Generator:
                                      data))
         return results
 
-    def _keep_home(self, request: GenerationRequest, prompt: list[int], opening: list[int],
-                   settings: SamplingSettings, random_seed: int) -> list[int]:
-        """A piece from scratch keeps what its opening chose: after ``OPENING_NOTES`` notes written freely,
-        the rest is written with the opening's controls (a key or density asked for still wins), as if the
-        opening were a seed. Without this a long piece wanders off into unrelated keys."""
-        ranges = self.tokenizer.vocab.kind_ranges()
-        notes = sum(t in ranges["PITCH"] for t in opening)
+    def _from_scratch(self, request: GenerationRequest, prompt: list[int], settings: SamplingSettings,
+                      random_seed: int, control: np.ndarray | None) -> list[int]:
+        """A piece from scratch. It opens with the model's choice of loudness (its first token is drawn among
+        the VELOCITY tokens: unprompted the model often starts on a note, which then plays at the default
+        velocity, and no piece it learned from does). Its first ``OPENING_NOTES`` notes are written freely; the
+        rest keeps what they chose, as if they were a seed: their key, register, density and loudness (a key or
+        density asked for still wins). Without this a long piece wanders off into unrelated keys."""
+        velocity = self.tokenizer.vocab.kind_ranges()["VELOCITY"]
+        only_velocity = np.full(len(self.tokenizer.vocab), -1e4, dtype=np.float32)
+        only_velocity[velocity.start : velocity.stop] = 0.0
+        first = replace(settings, max_notes=1, max_tokens=1)
+        prompt = prompt + self.sampler.sample(prompt, first, 1, random_seed, 0, control, only_velocity)[0]
+        opening = replace(settings, max_notes=min(settings.max_notes, OPENING_NOTES))
+        opening = self.sampler.sample(prompt, opening, 1, random_seed, 0, control)[0]
+        notes = self.tokenizer.count_notes(opening)
         if notes < OPENING_NOTES or notes >= settings.max_notes:
-            return opening  # the piece ended within its opening
-        prompt = prompt + opening
-        control = self.controls(request, self.tokenizer.tokens_to_score(prompt), seed_key=False).vector()
-        position = sum(t - ranges["SHIFT"].start + 1 for t in prompt if t in ranges["SHIFT"])
+            return prompt[-1:] + opening  # the piece ended within its opening
+        target = self.controls(request, self.tokenizer.tokens_to_score(prompt + opening), seed_key=False)
+        shift = self.tokenizer.vocab.kind_ranges()["SHIFT"]
+        position = sum(t - shift.start + 1 for t in opening if t in shift)
         rest = replace(settings, max_notes=settings.max_notes - notes,
-                       max_tokens=max(settings.max_tokens - len(opening), 1))
-        return opening + self.sampler.sample(prompt, rest, 1, random_seed, position, control)[0]
+                       max_tokens=max(settings.max_tokens - len(opening) - 1, 1))
+        writer = PhraseWriter(self.sampler, target, request.repetition, hold_key=request.key != "auto")
+        return prompt[-1:] + opening + writer.write(prompt + opening, rest, random_seed, position)
+
+    @staticmethod
+    def _each_variation(variations: int, write) -> list[list[int]]:
+        """``write(row)`` for every variation, side by side on the cores."""
+        if variations == 1:
+            return [write(0)]
+        with ThreadPoolExecutor(min(variations, usable_cores()), thread_name_prefix="midigen-write") as pool:
+            return list(pool.map(write, range(variations)))
 
     def _sample_tempo(self, random_seed: int) -> float:
         """The model's own choice of tempo for a piece started from scratch."""

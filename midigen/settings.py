@@ -108,6 +108,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keep_seed_until", float, 0.0, "Regenerate from (seconds)",
             "Keep the seed only up to this time, then compose the rest again (0: keep all of it).", "number",
             0.0, 3600.0, automatic=0.0, automatic_means="the whole seed", cli="--keep-seed-until"),
+    Setting("repetition", float, 0.35, "Repetition",
+            "Chance that a two-bar phrase is an earlier one played again (0: never; never two in a row).", "slider",
+            0.0, 1.0, 0.05, advanced=True, cli="--repetition"),
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 NAMES = tuple(BY_NAME)
@@ -203,6 +206,7 @@ def to_request(cleaned: dict):
         keep_seed_until=cleaned["keep_seed_until"] or None,
         key=cleaned["key"],
         density=cleaned["density"],
+        repetition=cleaned["repetition"],
     )
 
 

@@ -30,8 +30,8 @@ from midigen.stats import (
     estimate_key,
     floor_to_ceiling,
     ngram_share,
-    repeated_bars,
     notes_per_beat,
+    repeated_bars,
 )
 from midigen.tokenizer import Note, Score, Tokenizer
 

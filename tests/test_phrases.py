@@ -1,0 +1,164 @@
+"""The phrase writer: limits, grammar, recalls placed exactly on the bar grid, no loops, steering toward
+the target, and the key bias."""
+
+import numpy as np
+import pytest
+
+from midigen import phrases
+from midigen.controls import Controls, TokenNotes
+from midigen.generate import GenerationRequest
+from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias
+from midigen.rules import SamplingSettings, grammar_violations
+from midigen.stats import MAJOR_PROFILE, estimate_key, ngram_share, score_profile
+from midigen.tokenizer import BOS, Score
+
+BAR = phrases.BAR_BEATS * 12
+
+
+def write(generator, target, notes=300, random_seed=3, recall=0.35, **limits):
+    tok = generator.tokenizer
+    prompt = [BOS, tok.vocab.encode("TEMPO", tok.tempo_bin(120)), tok.vocab.encode("VELOCITY", 5)]
+    settings = SamplingSettings(0.9, 0.95, max_notes=notes, max_tokens=notes * 4 + 64, **limits)
+    return PhraseWriter(generator.sampler, target, recall).write(prompt, settings, random_seed, 0)
+
+
+def onsets(tokens, tokenizer):
+    """(onset step, pitch, duration) of every note of a token list (from step 0)."""
+    notes = TokenNotes.of(np.asarray(tokens), tokenizer)
+    return list(zip(notes.start.tolist(), notes.pitch.tolist(), notes.duration.tolist(), strict=True))
+
+
+def bars_of(notes):
+    found = {}
+    for start, pitch, duration in notes:
+        found.setdefault(start // BAR, []).append((start % BAR, pitch, duration))
+    return found
+
+
+@pytest.fixture(scope="module")
+def long_piece(shipped_generator):
+    c_major = Controls(profile=tuple(np.roll(MAJOR_PROFILE / MAJOR_PROFILE.sum(), 0)), mean_pitch=62.0,
+                       notes_per_beat=3.0, mean_velocity=90.0)
+    return write(shipped_generator, c_major, notes=400)
+
+
+def test_tokens_follow_the_grammar_and_chords_rise(shipped_generator, long_piece):
+    tok = shipped_generator.tokenizer
+    prompt = [BOS, tok.vocab.encode("TEMPO", tok.tempo_bin(120)), tok.vocab.encode("VELOCITY", 5)]
+    assert grammar_violations(prompt + long_piece, shipped_generator.sampler.rules.may_follow) == 0
+    by_onset = {}
+    for start, pitch, _ in onsets(long_piece, tok):
+        by_onset.setdefault(start, []).append(pitch)
+    assert all(chord == sorted(set(chord)) for chord in by_onset.values())
+
+
+def test_earlier_phrases_come_back_on_the_phrase_grid(shipped_generator, long_piece):
+    """Some two-bar phrase is played again note for note, moved by a whole number of phrases."""
+    bars = bars_of(onsets(long_piece, shipped_generator.tokenizer))
+    phrase_of = {b: (tuple(bars.get(b, ())), tuple(bars.get(b + 1, ()))) for b in bars}
+    repeats = [(a, b) for a in phrase_of for b in phrase_of if a < b and (b - a) % PHRASE_BARS == 0
+               and phrase_of[a] == phrase_of[b] and len(phrase_of[a][0]) + len(phrase_of[a][1]) >= 4]
+    assert repeats
+    assert ngram_share(shipped_generator.tokenizer.tokens_to_score(long_piece)) < 0.95
+
+
+def test_no_bar_loops(shipped_generator, long_piece):
+    """A recall is never followed by another, so no bar (and no phrase) is played three times running."""
+    bars = bars_of(onsets(long_piece, shipped_generator.tokenizer))
+    runs = [b for b in bars if bars.get(b) and bars.get(b) == bars.get(b + 1) == bars.get(b + 2)]
+    assert not runs
+    phrase = PHRASE_BARS
+    same = [b for b in bars if all(
+        bars.get(b + i) == bars.get(b + phrase + i) == bars.get(b + 2 * phrase + i) for i in range(phrase))]
+    assert not same
+
+
+def test_without_recalls_nothing_comes_back_whole(shipped_generator):
+    tokens = write(shipped_generator, None, notes=300, recall=0.0)
+    bars = bars_of(onsets(tokens, shipped_generator.tokenizer))
+    phrase_of = [(tuple(bars.get(b, ())), tuple(bars.get(b + 1, ()))) for b in bars]
+    assert len(set(phrase_of)) == len(phrase_of)
+
+
+@pytest.mark.parametrize("limit", ["notes", "steps", "tokens"])
+def test_limits_are_kept(shipped_generator, limit):
+    tok = shipped_generator.tokenizer
+    if limit == "notes":
+        tokens = write(shipped_generator, None, notes=97)
+        assert tok.count_notes(tokens) == 97
+    elif limit == "steps":
+        tokens = write(shipped_generator, None, notes=10**6, max_steps=20 * BAR)
+        starts = [s for s, _, _ in onsets(tokens, tok)]
+        assert max(starts) < 20 * BAR and max(starts) >= 17 * BAR
+    else:
+        tok_settings = SamplingSettings(0.9, 0.95, max_notes=10**6, max_tokens=333)
+        prompt = [BOS, tok.vocab.encode("TEMPO", tok.tempo_bin(120))]
+        tokens = PhraseWriter(shipped_generator.sampler, None).write(prompt, tok_settings, 5, 0)
+        assert 300 <= len(tokens) <= 333
+
+
+def test_same_seed_same_music(shipped_generator):
+    target = Controls(mean_pitch=70.0)
+    assert write(shipped_generator, target, notes=120) == write(shipped_generator, target, notes=120)
+    assert write(shipped_generator, target, notes=120) != write(shipped_generator, target, notes=120, random_seed=4)
+
+
+def test_steering_brings_register_and_density_to_the_target(shipped_generator, monkeypatch):
+    """Asked for a high, sparse passage, the writer gets closer with steering than without. (Loudness is not
+    checked: once a velocity is set the model seldom changes it, steered or not.)"""
+    target = Controls(mean_pitch=76.0, notes_per_beat=1.5)
+
+    def error(gain):
+        monkeypatch.setattr(phrases, "GAIN", gain)
+        errors = []
+        for seed in range(3):
+            notes = TokenNotes.of(np.asarray(write(shipped_generator, target, notes=150, random_seed=seed)),
+                                  shipped_generator.tokenizer)
+            made = notes.controls(0, 10**9, 12)
+            errors.append((abs(made.mean_pitch - 76.0), abs(np.log2(made.notes_per_beat / 1.5))))
+        return np.mean(errors, axis=0)
+
+    steered, alone = error(phrases.GAIN), error(0.0)
+    assert (steered < alone).all(), (steered, alone)
+
+
+def test_steering_corrects_by_the_gain_and_stops_at_its_limits():
+    target = Controls(mean_pitch=60.0, notes_per_beat=4.0, mean_velocity=80.0)
+    steering = Steering(pitch=0.0)
+    steering.correct(target, Controls(mean_pitch=56.0, notes_per_beat=2.0, mean_velocity=90.0))
+    assert steering.pitch == pytest.approx(phrases.GAIN * 4)
+    assert steering.log_density == pytest.approx(phrases.GAIN * 1)
+    assert steering.velocity == pytest.approx(-phrases.GAIN * 10)
+    asked = steering.asked(target)
+    assert asked.mean_pitch == pytest.approx(60 + phrases.GAIN * 4)
+    assert asked.notes_per_beat == pytest.approx(4.0 * 2 ** phrases.GAIN)
+    for _ in range(100):
+        steering.correct(target, Controls(mean_pitch=0.0, notes_per_beat=0.01, mean_velocity=0.0))
+    assert (steering.pitch, steering.log_density, steering.velocity) == tuple(phrases.LIMITS.values())
+    assert Steering().asked(Controls()) == Controls()  # nothing known, nothing asked
+
+
+def test_key_bias_favours_the_scale_and_keeps_the_weight_of_notes(tokenizer):
+    profile = MAJOR_PROFILE / MAJOR_PROFILE.sum()
+    for tonic in (0, 7):
+        rolled = np.roll(profile, tonic)
+        bias = key_bias(rolled, tokenizer)
+        pitches = tokenizer.vocab.kind_ranges()["PITCH"]
+        by_class = {(p - pitches.start + tokenizer.config.pitch_min) % 12: bias[p] for p in pitches}
+        assert max(by_class, key=by_class.get) == tonic
+        weights = np.array([by_class[c] for c in range(12)])
+        spread = (1 - phrases.KEY_SPREAD) * rolled + phrases.KEY_SPREAD / 12
+        assert (spread * np.exp(weights)).sum() == pytest.approx(1.0, rel=1e-5)
+        assert not bias[: pitches.start].any() and not bias[pitches.stop :].any()
+    sparse = np.zeros(12)
+    sparse[[0, 4, 7]] = 1  # three pitch classes heard: the others are made rarer, never ruled out
+    assert key_bias(sparse, tokenizer).min() > -5
+
+
+def test_a_named_key_is_kept_over_a_long_piece(shipped_generator):
+    """Two keys asked for: each long piece is estimated in its own key, start and end."""
+    for tonic, key in ((2, "D major"), (21, "A minor")):
+        target = shipped_generator.controls(GenerationRequest(seconds=30, key=key), Score([], 120))
+        score = shipped_generator.tokenizer.tokens_to_score(write(shipped_generator, target, notes=400))
+        for part in (score.notes[:150], score.notes[-150:]):
+            assert estimate_key(score_profile(type(score)(part))) == tonic
