@@ -76,7 +76,7 @@ class Controls:
         """All four parts measured on a passage (nothing known for an empty one)."""
         if len(pitches) == 0:
             return cls()
-        return cls(tuple(float(x) for x in duration_profile(pitches, durations)), float(np.mean(pitches)),
+        return cls(tuple(duration_profile(pitches, durations).tolist()), float(np.mean(pitches)),
                    notes_per_beat(starts, steps_per_beat), float(np.mean(velocities)))
 
     @classmethod
@@ -145,8 +145,9 @@ class TokenNotes:
     velocity: np.ndarray
 
     @classmethod
-    def of(cls, tokens: np.ndarray, tokenizer: Tokenizer) -> TokenNotes:
-        """Read notes straight from tokens (as the decoder would, without merging repeated keys)."""
+    def of(cls, tokens: np.ndarray, tokenizer: Tokenizer, level_before: int | None = None) -> TokenNotes:
+        """Read notes straight from tokens (as the decoder would, without merging repeated keys). ``level_before``
+        is the velocity level in force before the first token, for tokens cut from a piece (default: velocity 80)."""
         ranges = tokenizer.vocab.kind_ranges()
         c = tokenizer.config
         tokens = np.asarray(tokens)
@@ -156,7 +157,8 @@ class TokenNotes:
         is_velocity = (tokens >= ranges["VELOCITY"].start) & (tokens < ranges["VELOCITY"].stop)
         level = np.where(is_velocity, tokens - ranges["VELOCITY"].start, -1)
         last = np.maximum.accumulate(np.where(is_velocity, np.arange(len(tokens)), -1))
-        level = np.where(last >= 0, level[np.maximum(last, 0)], tokenizer.velocity_level(80))
+        level = np.where(last >= 0, level[np.maximum(last, 0)],
+                         tokenizer.velocity_level(80) if level_before is None else level_before)
         index = np.flatnonzero((tokens >= ranges["PITCH"].start) & (tokens < ranges["PITCH"].stop))
         following = tokens[np.minimum(index + 1, len(tokens) - 1)]
         is_duration = (following >= ranges["DURATION"].start) & (following < ranges["DURATION"].stop)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import random
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -21,11 +23,14 @@ from midigen.tokenizer import Note, Score, Tokenizer
 from midigen.train import (
     Piece,
     TrainConfig,
+    piece_windows,
+    schedule_epoch,
     split_by_file,
     state_paths,
     stream_batches,
     train,
     transpose,
+    window_count,
 )
 
 TINY_MODEL = {"hidden_size": 32, "num_layers": 1, "embedding_size": 16, "dropout": 0.0}
@@ -238,3 +243,55 @@ def test_train_cli(scales, tmp_path):
     assert loaded.model_config.hidden_size == 16 and loaded.model_config.embedding_size == 8
     assert len(json.loads(state_paths(out)[1].read_text())["history"]) == 2
     assert "Traceback" not in result.stderr
+
+
+
+def test_a_part_of_a_piece_has_the_windows_of_the_whole_piece():
+    # one loudness change at the start, so a part cut from the middle must look back for its level
+    score = Score([Note(48 + i % 24, 6 * i, 6 + i % 5, 20) for i in range(120)])
+    tokens = np.asarray(TOKENIZER.score_to_tokens(score), dtype=np.int64)
+    whole = list(piece_windows(transpose(tokens, 3, TOKENIZER), 16, TOKENIZER))
+    assert len(whole) == window_count(len(tokens), 16) > 12
+    for numbers in (range(5, 9), range(len(whole) - 3, len(whole)), range(0, 2)):
+        part = list(piece_windows(tokens, 16, TOKENIZER, semitones=3, numbers=numbers))
+        assert [w.first for w in part] == [True] + [False] * (len(numbers) - 1)
+        for got, expected in zip(part, whole[numbers.start : numbers.stop], strict=True):
+            np.testing.assert_array_equal(got.inputs, expected.inputs)
+            np.testing.assert_array_equal(got.targets, expected.targets)
+            np.testing.assert_allclose(got.control, expected.control, rtol=1e-6)
+    assert whole[6].control[17] < -1  # quiet notes: the level set before the part, not the default
+
+
+@pytest.mark.parametrize(("batch_size", "count"), [(1, 1), (3, 5), (8, 3), (4, 17)])
+def test_the_schedule_counts_the_batches_and_covers_every_window_once(batch_size, count):
+    all_pieces = [Piece(f"p{i}", long_piece(10 + 37 * i), 10 + 37 * i) for i in range(count)]
+    config = TrainConfig(sequence_length=16, batch_size=batch_size, transpose=3)
+    lengths = [len(p.tokens) for p in all_pieces]
+    schedule = schedule_epoch(lengths, config, random.Random(7))
+    assert schedule == schedule_epoch(lengths, config, random.Random(7))  # seeded, from the lengths alone
+    assert len(schedule.streams) == min(batch_size, count)
+    read = sorted((p.piece, n) for stream in schedule.streams for p in stream for n in p.numbers)
+    assert read == [(i, n) for i, size in enumerate(lengths) for n in range(window_count(size, schedule.length))]
+    batches = stream_batches(all_pieces, config, TOKENIZER, random.Random(7))
+    assert len(batches) == schedule.steps == len(list(batches)) == len(list(batches))
+    assert all(b[0].shape == (len(schedule.streams), schedule.length) for b in batches)
+
+
+def epoch_peak(copies: int) -> int:
+    """Peak traced memory of one epoch's batches over ``copies`` times the same 12 pieces (made beforehand)."""
+    tokens = [long_piece(300 + 40 * i) for i in range(12)]
+    collection = [Piece(f"copy{c}/p{i}", t, 300 + 40 * i) for c in range(copies) for i, t in enumerate(tokens)]
+    config = TrainConfig(sequence_length=32, batch_size=4, transpose=2, control_dropout=0.25)
+    gc.collect()  # both runs start with CPython's free lists empty
+    tracemalloc.start()
+    try:
+        for _ in stream_batches(collection, config, TOKENIZER, random.Random(0)):
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_of_an_epoch_does_not_grow_with_the_collection():
+    small, large = epoch_peak(1), epoch_peak(8)
+    assert large < 1.5 * small, f"{small:,} bytes for 12 pieces, {large:,} for 96"
