@@ -392,15 +392,17 @@ def train(
 
 
 def control_levels(pieces: list[Piece], tokenizer: Tokenizer, length: int) -> ControlLevels:
-    """Typical key profiles and density levels of the training pieces' windows."""
-    passages = []
-    for piece in pieces:
-        notes = TokenNotes.of(piece.tokens, tokenizer)
-        for start in range(0, len(piece.tokens), length):
-            controls = notes.controls(start, start + length, tokenizer.config.steps_per_beat)
-            if controls.profile is not None and sum(controls.profile) > 0:
-                passages.append(controls)
-    return ControlLevels.measure(passages)
+    """Typical key profiles and density levels of the training pieces' windows, measured a piece at a time."""
+
+    def passages() -> Iterator[Controls]:
+        for piece in pieces:
+            notes = TokenNotes.of(piece.tokens, tokenizer)
+            for start in range(0, len(piece.tokens), length):
+                controls = notes.controls(start, start + length, tokenizer.config.steps_per_beat)
+                if controls.profile is not None and sum(controls.profile) > 0:
+                    yield controls
+
+    return ControlLevels.measure(passages())
 
 
 def save_checkpoint(out, model, tokenizer, config, description, metrics, history, levels=None) -> None:
