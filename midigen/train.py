@@ -40,6 +40,8 @@ from .controls import CONTROL_SIZE, ControlLevels, Controls, TokenNotes
 from .model import MidiGRU
 from .tokenizer import Tokenizer, TokenizerConfig
 
+STRETCH_WINDOWS = 16  # windows built from one stretch of a piece (with its notes read once)
+
 
 @dataclass
 class Piece:
@@ -90,23 +92,23 @@ def window_count(tokens: int, length: int) -> int:
 def piece_windows(tokens: np.ndarray, length: int, tokenizer: Tokenizer, hide=None, semitones: int = 0,
                   numbers: range | None = None) -> Iterator[Window]:
     """A piece transposed by ``semitones`` as consecutive windows of ``length`` tokens (the last padded with
-    PAD): all of them, or those numbered in ``numbers``, built one by one from that stretch of the piece alone.
-    The first window yielded starts a fresh state."""
+    PAD): all of them, or those numbered in ``numbers``. They are built one by one, from stretches of at most
+    ``STRETCH_WINDOWS`` windows of the piece, so a window costs the same in any piece. The first window yielded
+    starts a fresh state."""
     numbers = range(window_count(len(tokens), length)) if numbers is None else numbers
-    if not numbers:
-        return
-    begin = numbers.start * length
-    # one token past the last target: the duration of a note ending the window
-    stretch = transpose(np.asarray(tokens[begin : numbers.stop * length + 2]), semitones, tokenizer)
-    notes = TokenNotes.of(stretch, tokenizer, level_before(tokens, begin, tokenizer))
-    for number in numbers:
-        start = number * length - begin
-        inputs = np.zeros(length, dtype=np.int64)
-        targets = np.zeros(length, dtype=np.int64)
-        chunk = stretch[start : start + length + 1]
-        inputs[: len(chunk) - 1], targets[: len(chunk) - 1] = chunk[:-1], chunk[1:]
-        controls = notes.controls(start + 1, start + length + 1, tokenizer.config.steps_per_beat)
-        yield Window(inputs, targets, (hide(controls) if hide else controls).vector(), number == numbers.start)
+    for block in range(numbers.start, numbers.stop, STRETCH_WINDOWS):
+        begin, stop = block * length, min(block + STRETCH_WINDOWS, numbers.stop)
+        # one token past the last target: the duration of a note ending the stretch
+        stretch = transpose(np.asarray(tokens[begin : stop * length + 2]), semitones, tokenizer)
+        notes = TokenNotes.of(stretch, tokenizer, level_before(tokens, begin, tokenizer))
+        for number in range(block, stop):
+            start = number * length - begin
+            inputs = np.zeros(length, dtype=np.int64)
+            targets = np.zeros(length, dtype=np.int64)
+            chunk = stretch[start : start + length + 1]
+            inputs[: len(chunk) - 1], targets[: len(chunk) - 1] = chunk[:-1], chunk[1:]
+            controls = notes.controls(start + 1, start + length + 1, tokenizer.config.steps_per_beat)
+            yield Window(inputs, targets, (hide(controls) if hide else controls).vector(), number == numbers.start)
 
 
 def level_before(tokens: np.ndarray, index: int, tokenizer: Tokenizer, block: int = 4096) -> int | None:
@@ -203,9 +205,16 @@ class EpochBatches:
         idle = Window(np.zeros(s.length, np.int64), np.zeros(s.length, np.int64), np.zeros(CONTROL_SIZE, np.float32),
                       True)
         for _ in range(s.steps):
-            rows = [next(stream, idle) for stream in streams]
-            yield tuple(torch.from_numpy(np.stack([getattr(w, part) for w in rows]))
-                        for part in ("inputs", "targets", "control", "first"))
+            yield batch_of([next(stream, idle) for stream in streams])
+
+
+def batch_of(rows: list[Window]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(inputs, targets, controls, first)`` of one window per row."""
+
+    def stacked(part: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack([getattr(w, part) for w in rows]))
+
+    return stacked("inputs"), stacked("targets"), stacked("control"), stacked("first")
 
 
 def stream_batches(pieces: list[Piece], config: TrainConfig, tokenizer: Tokenizer,

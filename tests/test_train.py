@@ -21,6 +21,7 @@ from midigen.model import MidiGRU
 from midigen.prepare import midi_files
 from midigen.tokenizer import Note, Score, Tokenizer
 from midigen.train import (
+    STRETCH_WINDOWS,
     Piece,
     TrainConfig,
     piece_windows,
@@ -246,20 +247,27 @@ def test_train_cli(scales, tmp_path):
 
 
 
-def test_a_part_of_a_piece_has_the_windows_of_the_whole_piece():
-    # one loudness change at the start, so a part cut from the middle must look back for its level
-    score = Score([Note(48 + i % 24, 6 * i, 6 + i % 5, 20) for i in range(120)])
+def test_windows_of_a_piece_or_of_a_part_describe_the_whole_piece():
+    # one loudness change at the start, so windows built from a later stretch must look back for their level
+    score = Score([Note(48 + i % 24, 6 * i, 6 + i % 5, 20) for i in range(200)])
     tokens = np.asarray(TOKENIZER.score_to_tokens(score), dtype=np.int64)
-    whole = list(piece_windows(transpose(tokens, 3, TOKENIZER), 16, TOKENIZER))
-    assert len(whole) == window_count(len(tokens), 16) > 12
-    for numbers in (range(5, 9), range(len(whole) - 3, len(whole)), range(0, 2)):
-        part = list(piece_windows(tokens, 16, TOKENIZER, semitones=3, numbers=numbers))
-        assert [w.first for w in part] == [True] + [False] * (len(numbers) - 1)
-        for got, expected in zip(part, whole[numbers.start : numbers.stop], strict=True):
-            np.testing.assert_array_equal(got.inputs, expected.inputs)
-            np.testing.assert_array_equal(got.targets, expected.targets)
-            np.testing.assert_allclose(got.control, expected.control, rtol=1e-6)
-    assert whole[6].control[17] < -1  # quiet notes: the level set before the part, not the default
+    moved, length = transpose(tokens, 3, TOKENIZER), 16
+    count = window_count(len(tokens), length)
+    assert count > 2 * STRETCH_WINDOWS  # windows from three stretches
+    notes = TokenNotes.of(moved, TOKENIZER)
+    for numbers in (None, range(5, 9), range(STRETCH_WINDOWS - 2, count), range(count - 1, count)):
+        windows = list(piece_windows(tokens, length, TOKENIZER, semitones=3, numbers=numbers))
+        numbers = numbers or range(count)
+        assert [w.first for w in windows] == [True] + [False] * (len(numbers) - 1)
+        for number, window in zip(numbers, windows, strict=True):
+            start = number * length
+            real = moved[start : start + length + 1]
+            np.testing.assert_array_equal(window.inputs[: len(real) - 1], real[:-1])
+            np.testing.assert_array_equal(window.targets[: len(real) - 1], real[1:])
+            assert not window.targets[len(real) - 1 :].any()
+            expected = notes.controls(start + 1, start + length + 1, TOKENIZER.config.steps_per_beat).vector()
+            np.testing.assert_allclose(window.control, expected, rtol=1e-6)
+    assert expected[17] < -1  # quiet notes: the level set at the start, not the default
 
 
 @pytest.mark.parametrize(("batch_size", "count"), [(1, 1), (3, 5), (8, 3), (4, 17)])
