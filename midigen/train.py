@@ -93,8 +93,8 @@ def piece_windows(tokens: np.ndarray, length: int, tokenizer: Tokenizer, hide=No
                   numbers: range | None = None) -> Iterator[Window]:
     """A piece transposed by ``semitones`` as consecutive windows of ``length`` tokens (the last padded with
     PAD): all of them, or those numbered in ``numbers``. They are built one by one, from stretches of at most
-    ``STRETCH_WINDOWS`` windows of the piece, so a window costs the same in any piece. The first window yielded
-    starts a fresh state."""
+    ``STRETCH_WINDOWS`` windows of the piece, so the memory they take does not depend on the piece's length.
+    The first window yielded starts a fresh state."""
     numbers = range(window_count(len(tokens), length)) if numbers is None else numbers
     for block in range(numbers.start, numbers.stop, STRETCH_WINDOWS):
         begin, stop = block * length, min(block + STRETCH_WINDOWS, numbers.stop)
@@ -188,8 +188,8 @@ def schedule_epoch(lengths: list[int], config: TrainConfig, rng: random.Random) 
 class EpochBatches:
     """One epoch of batches ``(inputs, targets, controls, first)`` following a ``Schedule``: row ``i`` of
     batch ``t + 1`` continues row ``i`` of batch ``t``, and ``first`` marks the rows that start a part. Its
-    length is the schedule's step count; a part's windows are built only when its stream reaches it, so the
-    memory in use is about ``batch_size`` parts, whatever the size of the collection."""
+    length is the schedule's step count; a part's windows are built only when its stream reaches them, so the
+    memory in use is one stretch of windows per stream, whatever the size of the collection."""
 
     def __init__(self, pieces: list[Piece], schedule: Schedule, tokenizer: Tokenizer):
         self.pieces, self.schedule, self.tokenizer = pieces, schedule, tokenizer
