@@ -1,5 +1,5 @@
 """midigen performance benchmarks: sampling, variations, rendering, the web app end to end, seeds, GPU,
-training, MIDI loading, prepare.
+training, MIDI loading, prepare, training memory.
 
     .venv/bin/python benchmarks/run.py            # every section (a few minutes)
     .venv/bin/python benchmarks/run.py --quick    # a smoke run of every section at toy sizes (no targets)
@@ -11,11 +11,13 @@ Timings are the best of several runs (the machine may be shared); ratios are tak
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import json
 import math
 import os
 import platform
+import random
 import re
 import resource
 import statistics
@@ -53,13 +55,13 @@ from midigen.midi_io import (  # noqa: E402
     load_midi,
 )
 from midigen.model import MidiGRU, ModelConfig  # noqa: E402
-from midigen.prepare import midi_files, prepare  # noqa: E402
+from midigen.prepare import TokenCache, midi_files, prepare  # noqa: E402
 from midigen.render import SAMPLE_RATE, Renderer, find_soundfont, write_audio  # noqa: E402
 from midigen.rules import grammar  # noqa: E402
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler  # noqa: E402
 from midigen.studio import AppLimits, Studio  # noqa: E402
-from midigen.tokenizer import BOS, Tokenizer  # noqa: E402
-from midigen.train import TrainConfig, train_step  # noqa: E402
+from midigen.tokenizer import BOS, Note, Score, Tokenizer  # noqa: E402
+from midigen.train import Piece, TrainConfig, stream_batches, train_step  # noqa: E402
 
 MB = 1e6
 SHARED_DATA = Path("/work/shared/data/ff-piano")  # the collection the shipped model was trained on
@@ -524,7 +526,6 @@ def training(ck, quick: bool, tokens_per_note: float) -> list[Row]:
             Row("training", "trainer peak RSS", r["peak_rss"] / MB, "MB")]
 
 
-SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "seeds", "gpu", "training")
 # -- 8. MIDI loading -----------------------------------------------------------------------------
 
 
@@ -576,7 +577,6 @@ def midi_loading(quick: bool) -> list[Row]:
     return rows
 
 
-SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "gpu", "training", "midi_io")
 def torchrun_throughput(processes: int, threads: int, *args: str) -> dict:
     """benchmarks/train_throughput.py under torchrun: its JSON line."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
@@ -633,7 +633,62 @@ def prepare_speed(data: Path, quick: bool) -> list[Row]:
             Row("prepare", f"re-run, nothing changed ({report.tokenized} tokenized)", rerun * 1e3, "ms")]
 
 
-SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "gpu", "training", "parallel", "prepare")
+# -- 10. training memory ---------------------------------------------------------------------------
+
+
+def synthetic_pieces(count: int, tokenizer: Tokenizer) -> list[Piece]:
+    """``count`` made-up piano pieces of 400 to 1,400 notes (chords, rests, changing loudness)."""
+    rng = np.random.default_rng(0)
+    pieces = []
+    for index in range(count):
+        notes = 400 + index * 1000 // max(count - 1, 1)
+        starts = np.cumsum(rng.choice([0, 0, 3, 6, 12], notes))
+        score = Score([Note(int(p), int(s), int(d), int(v)) for p, s, d, v in zip(
+            rng.integers(36, 96, notes), starts, rng.choice([3, 6, 12, 24], notes), rng.integers(30, 120, notes),
+            strict=True)])
+        pieces.append(Piece(f"piece{index}", np.asarray(tokenizer.score_to_tokens(score), dtype=np.int64), notes))
+    return pieces
+
+
+def traced_peak(run, *args) -> int:
+    """Peak tracemalloc bytes (Python objects and NumPy arrays) while ``run(*args)`` runs, from empty free lists."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        run(*args)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def one_epoch(pieces: list[Piece], config: TrainConfig, tokenizer: Tokenizer) -> None:
+    for _ in stream_batches(pieces, config, tokenizer, random.Random(0)):
+        pass
+
+
+def training_memory(tokenizer: Tokenizer, data: Path, quick: bool) -> list[Row]:
+    """Peak memory of one epoch's batches (built as ``train`` builds them) for a collection and for 8 copies of
+    it, the tokens made beforehand: made-up pieces, then the shared collection's token cache (full run only)."""
+    config = TrainConfig(batch_size=4, sequence_length=64) if quick else TrainConfig()
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        collections = {"made-up pieces": synthetic_pieces(8 if quick else 64, tokenizer)}
+        if not quick and data.is_dir():
+            prepare(data, Path(folder), tokenizer.config, progress=False)
+            collections[f"{data.name} token cache"] = [Piece(*piece) for piece in TokenCache(folder).pieces()]
+        for label, pieces in collections.items():
+            tokens = sum(len(p.tokens) for p in pieces)
+            epoch = [traced_peak(one_epoch, pieces * copies, config, tokenizer) for copies in (1, 8)]
+            rows += [Row("training_memory", f"{label}, {len(pieces)} pieces ({tokens:,} tokens): one epoch's peak",
+                         epoch[0] / MB, "MB"),
+                     Row("training_memory", f"  8 copies ({8 * len(pieces)} pieces): one epoch's peak", epoch[1] / MB,
+                         "MB"),
+                     Row("training_memory", "  8 copies / 1", epoch[1] / epoch[0], "x", "" if quick else "<= 1.5")]
+    return rows
+
+
+SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "seeds", "gpu", "training", "midi_io", "parallel",
+            "prepare", "training_memory")
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -662,7 +717,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                         help=f"run only these sections ({', '.join(SECTIONS)})")
-    parser.add_argument("--data", type=Path, default=SHARED_DATA, help="MIDI collection for the prepare section")
+    parser.add_argument("--data", type=Path, default=SHARED_DATA,
+                        help="MIDI collection for the prepare and training_memory sections")
     args = parser.parse_args()
     scratch = tempfile.TemporaryDirectory()
     weights, described = weights_path(Path(scratch.name))
@@ -695,6 +751,7 @@ def main() -> None:
     rows += section("midi_io", lambda: midi_loading(args.quick)) or []
     rows += section("parallel", lambda: parallel_training(ck, args.quick)) or []
     rows += section("prepare", lambda: prepare_speed(args.data, args.quick)) or []
+    rows += section("training_memory", lambda: training_memory(tokenizer, args.data, args.quick)) or []
     print(f"midigen benchmarks ({'quick' if args.quick else 'full'}; {described}; {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print_table(rows)

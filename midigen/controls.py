@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 import re
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -76,7 +78,7 @@ class Controls:
         """All four parts measured on a passage (nothing known for an empty one)."""
         if len(pitches) == 0:
             return cls()
-        return cls(tuple(float(x) for x in duration_profile(pitches, durations)), float(np.mean(pitches)),
+        return cls(tuple(duration_profile(pitches, durations).tolist()), float(np.mean(pitches)),
                    notes_per_beat(starts, steps_per_beat), float(np.mean(velocities)))
 
     @classmethod
@@ -113,25 +115,27 @@ class ControlLevels:
         return cls(**{k: tuple(v) for k, v in data.items()}) if data else cls()
 
     @classmethod
-    def measure(cls, passages: list[Controls], clearest: float = 0.1) -> ControlLevels:
+    def measure(cls, passages: Iterable[Controls], clearest: float = 0.1) -> ControlLevels:
         """Levels from training passages: for each mode, the mean profile of the ``clearest`` share of its
         passages (those whose estimated key stands out most from the next best), rotated to C; and the
-        density percentiles. Clear passages make a key asked for unmistakable."""
+        density percentiles. Clear passages make a key asked for unmistakable. The passages are read once,
+        keeping 14 numbers of each."""
         from .stats import key_correlations
 
-        found = {"major": [], "minor": []}
+        minor, margins, profiles, density = array("b"), array("d"), array("d"), array("d")
         for passage in passages:
             correlations = key_correlations(np.asarray(passage.profile))
             key = int(np.argmax(correlations))
-            margin = correlations[key] - np.partition(correlations, -2)[-2]
-            found["minor" if key >= 12 else "major"].append((margin, np.roll(passage.profile, -(key % 12))))
-        profiles = {}
-        for mode, rows in found.items():
-            rows.sort(key=lambda row: row[0], reverse=True)
-            kept = [profile for _, profile in rows[: max(1, round(len(rows) * clearest))]]
-            profiles[mode] = tuple(float(x) for x in np.mean(kept, axis=0)) if kept else getattr(cls(), mode)
-        density = np.percentile([p.notes_per_beat for p in passages], DENSITY_PERCENTILES)
-        return cls(profiles["major"], profiles["minor"], tuple(float(x) for x in density))
+            minor.append(key >= 12)
+            margins.append(correlations[key] - np.partition(correlations, -2)[-2])
+            profiles.extend(np.roll(passage.profile, -(key % 12)))
+            density.append(passage.notes_per_beat)
+        is_minor, margins, profiles = np.asarray(minor, dtype=bool), np.asarray(margins), np.reshape(profiles, (-1, 12))
+        levels = {}
+        for mode, rows in (("major", np.flatnonzero(~is_minor)), ("minor", np.flatnonzero(is_minor))):
+            kept = rows[np.argsort(-margins[rows], kind="stable")][: max(1, round(len(rows) * clearest))]
+            levels[mode] = tuple(np.mean(profiles[kept], axis=0).tolist()) if len(kept) else getattr(cls(), mode)
+        return cls(levels["major"], levels["minor"], tuple(np.percentile(density, DENSITY_PERCENTILES).tolist()))
 
 
 @dataclass
@@ -145,8 +149,9 @@ class TokenNotes:
     velocity: np.ndarray
 
     @classmethod
-    def of(cls, tokens: np.ndarray, tokenizer: Tokenizer) -> TokenNotes:
-        """Read notes straight from tokens (as the decoder would, without merging repeated keys)."""
+    def of(cls, tokens: np.ndarray, tokenizer: Tokenizer, level_before: int | None = None) -> TokenNotes:
+        """Read notes straight from tokens (as the decoder would, without merging repeated keys). ``level_before``
+        is the velocity level in force before the first token, for tokens cut from a piece (default: velocity 80)."""
         ranges = tokenizer.vocab.kind_ranges()
         c = tokenizer.config
         tokens = np.asarray(tokens)
@@ -156,7 +161,8 @@ class TokenNotes:
         is_velocity = (tokens >= ranges["VELOCITY"].start) & (tokens < ranges["VELOCITY"].stop)
         level = np.where(is_velocity, tokens - ranges["VELOCITY"].start, -1)
         last = np.maximum.accumulate(np.where(is_velocity, np.arange(len(tokens)), -1))
-        level = np.where(last >= 0, level[np.maximum(last, 0)], tokenizer.velocity_level(80))
+        level = np.where(last >= 0, level[np.maximum(last, 0)],
+                         tokenizer.velocity_level(80) if level_before is None else level_before)
         index = np.flatnonzero((tokens >= ranges["PITCH"].start) & (tokens < ranges["PITCH"].stop))
         following = tokens[np.minimum(index + 1, len(tokens) - 1)]
         is_duration = (following >= ranges["DURATION"].start) & (following < ranges["DURATION"].stop)

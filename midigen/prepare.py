@@ -5,7 +5,7 @@ same bounded loader the app uses for uploads (``midi_io.load_midi``), into a fol
 
 - ``tokens-N.bin``: the token streams of all pieces, one after the other (int64, read as a memory map);
 - ``index.json``: per file its name, size, modification time, SHA-256 and note count, where its tokens lie,
-  the files skipped (and why) or found to duplicate another, and the tokenizer config with its hash.
+  the files skipped (and why) or found to duplicate another, and the tokenizer config and version with their hash.
 
 Files are recognised by name, size and modification time, then by content: a re-run tokenizes only new or
 changed files, and files with the same content are stored (and trained on) once. ``TokenCache`` reads it back.
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from .device import usable_cores
 from .midi_io import MidiError, MidiLimits, load_midi
-from .tokenizer import Tokenizer, TokenizerConfig
+from .tokenizer import TOKENIZER_VERSION, Tokenizer, TokenizerConfig
 
 FORMAT = "midigen-token-cache-1"
 INDEX = "index.json"
@@ -85,7 +85,9 @@ def midi_files(folder: str | Path) -> list[Path]:
 
 
 def tokenizer_hash(config: TokenizerConfig) -> str:
-    return hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    """What the tokens depend on: the tokenizer config and the tokenizer's version (``TOKENIZER_VERSION``)."""
+    described = {"config": config.to_dict(), "version": TOKENIZER_VERSION}
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
 
 def is_cache(path: str | Path) -> bool:
@@ -102,6 +104,7 @@ class TokenCache:
             if index.get("format") != FORMAT:
                 raise ValueError(f"unknown format {index.get('format')!r}")
             self.tokenizer_config = TokenizerConfig.from_dict(index["tokenizer"])
+            self.tokenizer_sha256 = index["tokenizer_sha256"]
             self.source = index["source"]
             self.entries = [Entry(**e) for e in index["files"]]
             self.generation = int(index["generation"])
@@ -117,8 +120,12 @@ class TokenCache:
                 if not e.skipped and not e.same_as]
 
     def check_tokenizer(self, config: TokenizerConfig) -> None:
-        if tokenizer_hash(config) != tokenizer_hash(self.tokenizer_config):
+        """Refuse a cache whose tokens another tokenizer config or version wrote."""
+        if config != self.tokenizer_config:
             raise ValueError(f"the token cache {self.folder} was prepared with another tokenizer config; "
+                             f"run prepare again from {self.source}")
+        if tokenizer_hash(config) != self.tokenizer_sha256:
+            raise ValueError(f"the token cache {self.folder} was prepared by another version of the tokenizer; "
                              f"run prepare again from {self.source}")
 
 
@@ -147,7 +154,9 @@ def prepare(
     folder, cache = Path(folder), Path(cache)
     config = config or TokenizerConfig()
     files = midi_files(folder)
-    old = _old_cache(cache, config)
+    previous = _old_cache(cache)
+    # tokens are reused only from a cache written by the same tokenizer config and version
+    old = previous if previous and previous.tokenizer_sha256 == tokenizer_hash(config) else None
     known = {e.name: e for e in old.entries} if old else {}
     kept = {e.sha256: e for e in (old.entries if old else []) if not e.same_as}
     entries, to_tokenize = [], {}
@@ -169,7 +178,7 @@ def prepare(
     if old and not to_tokenize and [_identity(e) for e in entries] == [_identity(e) for e in old.entries]:
         return _report(old.entries, tokenized=0)
     cache.mkdir(parents=True, exist_ok=True)
-    generation = old.generation + 1 if old else 1
+    generation = previous.generation + 1 if previous else 1  # never the name of a file being read
     token_name = f"tokens-{generation}.bin"
     placed: dict[str, Entry] = {}  # content -> where its tokens are and what the file gave
     with open(cache / token_name, "wb") as sink:
@@ -189,13 +198,14 @@ def prepare(
         else:
             first[entry.sha256] = entry.name
     index = {"format": FORMAT, "source": str(folder.resolve()), "tokenizer": config.to_dict(),
-             "tokenizer_sha256": tokenizer_hash(config), "generation": generation, "tokens": token_name,
+             "tokenizer_version": TOKENIZER_VERSION, "tokenizer_sha256": tokenizer_hash(config),
+             "generation": generation, "tokens": token_name,
              "files": [asdict(e) for e in entries]}
     temporary = cache / (INDEX + ".tmp")
     temporary.write_text(json.dumps(index, indent=0) + "\n")
     temporary.replace(cache / INDEX)  # the index names its token file, so the pair changes at once
-    if old and old.token_file.name != token_name:
-        old.token_file.unlink(missing_ok=True)  # a trainer that has it mapped keeps reading it
+    if previous and previous.token_file.name != token_name:
+        previous.token_file.unlink(missing_ok=True)  # a trainer that has it mapped keeps reading it
     return _report(entries, tokenized=len(to_tokenize))
 
 
@@ -224,16 +234,15 @@ def _report(entries: list[Entry], tokenized: int) -> Report:
     )
 
 
-def _old_cache(cache: Path, config: TokenizerConfig) -> TokenCache | None:
-    """The cache already at ``cache`` when it can be reused (same format and tokenizer config), else None."""
+def _old_cache(cache: Path) -> TokenCache | None:
+    """The readable cache already at ``cache``, if any. Its tokens are reused only when the same tokenizer
+    config and version wrote them."""
     if not is_cache(cache):
         return None
     try:
-        old = TokenCache(cache)
-        old.check_tokenizer(config)
+        return TokenCache(cache)
     except ValueError:
         return None
-    return old
 
 
 def _tokenized(items: list[tuple[str, Path]], config: TokenizerConfig, workers: int | None, progress: bool):

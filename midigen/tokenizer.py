@@ -34,6 +34,8 @@ PAD, BOS, EOS = 0, 1, 2
 DEFAULT_BPM = 120.0
 DEFAULT_VELOCITY = 80
 OUTPUT_TICKS_PER_BEAT = 480
+# Bump whenever the tokens written for the same config change: token caches made before are then tokenized again.
+TOKENIZER_VERSION = 1
 
 
 @dataclass(frozen=True)

@@ -7,19 +7,25 @@ consecutive windows and the GRU state is carried from one window to the next
 (truncated back-propagation through time), so the model learns to write the
 1,000th note as well as the 10th. Every window also gets the control vector of
 its own notes (key profile, register, density, loudness; ``midigen.controls``),
-each part hidden at random so that the model also writes without it. The
-checkpoint with the best validation loss is kept; ``NAME.train.*`` holds the
-last state so a run can resume.
+each part hidden at random so that the model also writes without it. An epoch
+is planned from the pieces' lengths alone (``schedule_epoch``) and a piece's
+windows are built only when its stream reaches it (``EpochBatches``), so the
+memory in use does not grow with the collection. The checkpoint with the best
+validation loss is kept; ``NAME.train.*`` holds the last state so a run can
+resume.
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +39,8 @@ from .checkpoint import ModelConfig, TrainConfig
 from .controls import CONTROL_SIZE, ControlLevels, Controls, TokenNotes
 from .model import MidiGRU
 from .tokenizer import Tokenizer, TokenizerConfig
+
+STRETCH_WINDOWS = 16  # windows built from one stretch of a piece (with its notes read once)
 
 
 @dataclass
@@ -68,7 +76,7 @@ def transpose(tokens: np.ndarray, semitones: int, tokenizer: Tokenizer) -> np.nd
 @dataclass
 class Window:
     """One training window: input and target tokens, the control vector of its notes, and whether
-    it starts a piece (its row's state is reset)."""
+    it starts a piece or part (its row's state is reset)."""
 
     inputs: np.ndarray
     targets: np.ndarray
@@ -76,18 +84,42 @@ class Window:
     first: bool
 
 
-def piece_windows(tokens: np.ndarray, length: int, tokenizer: Tokenizer, hide=None) -> list[Window]:
-    """A whole piece as consecutive windows of ``length`` tokens (the last padded with PAD)."""
-    notes = TokenNotes.of(tokens, tokenizer)
-    windows = []
-    for start in range(0, len(tokens) - 1, length):
-        inputs = np.zeros(length, dtype=np.int64)
-        targets = np.zeros(length, dtype=np.int64)
-        chunk = tokens[start : start + length + 1]
-        inputs[: len(chunk) - 1], targets[: len(chunk) - 1] = chunk[:-1], chunk[1:]
-        controls = notes.controls(start + 1, start + length + 1, tokenizer.config.steps_per_beat)
-        windows.append(Window(inputs, targets, (hide(controls) if hide else controls).vector(), start == 0))
-    return windows
+def window_count(tokens: int, length: int) -> int:
+    """Windows of ``length`` tokens needed to predict every token after the first of a piece."""
+    return max(0, math.ceil((tokens - 1) / length))
+
+
+def piece_windows(tokens: np.ndarray, length: int, tokenizer: Tokenizer, hide=None, semitones: int = 0,
+                  numbers: range | None = None) -> Iterator[Window]:
+    """A piece transposed by ``semitones`` as consecutive windows of ``length`` tokens (the last padded with
+    PAD): all of them, or those numbered in ``numbers``. They are built one by one, from stretches of at most
+    ``STRETCH_WINDOWS`` windows of the piece, so the memory they take does not depend on the piece's length.
+    The first window yielded starts a fresh state."""
+    numbers = range(window_count(len(tokens), length)) if numbers is None else numbers
+    for block in range(numbers.start, numbers.stop, STRETCH_WINDOWS):
+        begin, stop = block * length, min(block + STRETCH_WINDOWS, numbers.stop)
+        # one token past the last target: the duration of a note ending the stretch
+        stretch = transpose(np.asarray(tokens[begin : stop * length + 2]), semitones, tokenizer)
+        notes = TokenNotes.of(stretch, tokenizer, level_before(tokens, begin, tokenizer))
+        for number in range(block, stop):
+            start = number * length - begin
+            inputs = np.zeros(length, dtype=np.int64)
+            targets = np.zeros(length, dtype=np.int64)
+            chunk = stretch[start : start + length + 1]
+            inputs[: len(chunk) - 1], targets[: len(chunk) - 1] = chunk[:-1], chunk[1:]
+            controls = notes.controls(start + 1, start + length + 1, tokenizer.config.steps_per_beat)
+            yield Window(inputs, targets, (hide(controls) if hide else controls).vector(), number == numbers.start)
+
+
+def level_before(tokens: np.ndarray, index: int, tokenizer: Tokenizer, block: int = 4096) -> int | None:
+    """The velocity level last set before ``tokens[index]`` (None: none yet), looked for backwards by blocks."""
+    velocities = tokenizer.vocab.kind_ranges()["VELOCITY"]
+    for stop in range(index, 0, -block):
+        found = np.asarray(tokens[max(0, stop - block) : stop])
+        found = found[(found >= velocities.start) & (found < velocities.stop)]
+        if len(found):
+            return int(found[-1]) - velocities.start
+    return None
 
 
 def hide_parts(rng: random.Random, share: float):
@@ -100,35 +132,96 @@ def hide_parts(rng: random.Random, share: float):
     return hide
 
 
-def stream_batches(pieces: list[Piece], config: TrainConfig, tokenizer: Tokenizer, rng: random.Random):
-    """One epoch of batches ``(inputs, targets, controls, first)``: every training piece, transposed, read
-    whole by one of ``batch_size`` streams (row ``i`` of batch ``t + 1`` continues row ``i`` of batch ``t``).
-    The window length varies by epoch (3/4 to 5/4 of ``sequence_length``) so window edges move."""
+@dataclass(frozen=True, slots=True)
+class Part:
+    """The windows ``numbers`` of piece ``piece``, transposed by ``semitones``, read by one stream from a
+    fresh state."""
+
+    piece: int
+    semitones: int
+    numbers: range
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One epoch's plan, made from the pieces' lengths alone: the window length, each stream's parts in the
+    order it reads them, and the seed of the draws that hide parts of the controls."""
+
+    length: int
+    streams: tuple[tuple[Part, ...], ...]
+    control_dropout: float
+    hide_seed: int
+
+    @property
+    def steps(self) -> int:
+        """Batches in the epoch: the windows of the busiest stream."""
+        return max((sum(len(part.numbers) for part in stream) for stream in self.streams), default=0)
+
+
+def schedule_epoch(lengths: list[int], config: TrainConfig, rng: random.Random) -> Schedule:
+    """Every piece (by its token count), transposed at random, shared out to ``batch_size`` streams: a piece
+    longer than a stream's share is cut into parts, and parts go longest first to the least busy stream, which
+    reads its parts in a random order. The window length varies by epoch (3/4 to 5/4 of ``sequence_length``) so
+    window edges move."""
     length = rng.randint(config.sequence_length * 3 // 4, config.sequence_length * 5 // 4)
-    hide = hide_parts(rng, config.control_dropout)
-    order = list(pieces)
+    order = list(range(len(lengths)))
     rng.shuffle(order)
-    streams: list[list[Window]] = [[] for _ in range(min(config.batch_size, len(order)))]
-    # a piece longer than a stream's share is read as several parts, each from a fresh state
-    share = math.ceil(sum(len(p.tokens) for p in pieces) / len(streams) / length)
+    streams = max(1, min(config.batch_size, len(order)))
+    share = max(1, math.ceil(sum(lengths) / streams / length))  # windows per stream
     parts = []
     for piece in order:
-        tokens = transpose(piece.tokens, rng.randint(-config.transpose, config.transpose), tokenizer)
-        windows = piece_windows(tokens, length, tokenizer, hide)
-        for part in np.array_split(np.arange(len(windows)), math.ceil(len(windows) / share)):
-            windows[part[0]].first = True
-            parts.append([windows[i] for i in part])
-    assigned: list[list[list[Window]]] = [[] for _ in streams]
-    for part in sorted(parts, key=len, reverse=True):  # longest first, each to the least busy stream
-        min(assigned, key=lambda s: sum(map(len, s))).append(part)
-    for stream, stream_parts in zip(streams, assigned, strict=True):
+        semitones = rng.randint(-config.transpose, config.transpose)
+        count = window_count(lengths[piece], length)
+        cuts = math.ceil(count / share)
+        parts += [Part(piece, semitones, range(i * count // cuts, (i + 1) * count // cuts)) for i in range(cuts)]
+    assigned: list[list[Part]] = [[] for _ in range(streams)]
+    load = [(0, stream) for stream in range(streams)]  # (windows, stream): a heap, least busy first
+    for part in sorted(parts, key=lambda p: len(p.numbers), reverse=True):
+        windows, stream = heapq.heappop(load)
+        assigned[stream].append(part)
+        heapq.heappush(load, (windows + len(part.numbers), stream))
+    for stream_parts in assigned:
         rng.shuffle(stream_parts)
-        stream.extend(w for part in stream_parts for w in part)
-    idle = Window(np.zeros(length, np.int64), np.zeros(length, np.int64), np.zeros(CONTROL_SIZE, np.float32), True)
-    for step in range(max(len(s) for s in streams)):
-        rows = [s[step] if step < len(s) else idle for s in streams]
-        yield tuple(torch.from_numpy(np.stack([getattr(w, part) for w in rows]))
-                    for part in ("inputs", "targets", "control", "first"))
+    return Schedule(length, tuple(map(tuple, assigned)), config.control_dropout, rng.getrandbits(64))
+
+
+class EpochBatches:
+    """One epoch of batches ``(inputs, targets, controls, first)`` following a ``Schedule``: row ``i`` of
+    batch ``t + 1`` continues row ``i`` of batch ``t``, and ``first`` marks the rows that start a part. Its
+    length is the schedule's step count; a part's windows are built only when its stream reaches them, so the
+    memory in use is one stretch of windows per stream, whatever the size of the collection."""
+
+    def __init__(self, pieces: list[Piece], schedule: Schedule, tokenizer: Tokenizer):
+        self.pieces, self.schedule, self.tokenizer = pieces, schedule, tokenizer
+
+    def __len__(self) -> int:
+        return self.schedule.steps
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        s = self.schedule
+        hide = hide_parts(random.Random(s.hide_seed), s.control_dropout)
+        streams = [chain.from_iterable(piece_windows(self.pieces[p.piece].tokens, s.length, self.tokenizer, hide,
+                                                     p.semitones, p.numbers) for p in parts) for parts in s.streams]
+        idle = Window(np.zeros(s.length, np.int64), np.zeros(s.length, np.int64), np.zeros(CONTROL_SIZE, np.float32),
+                      True)
+        for _ in range(s.steps):
+            yield batch_of([next(stream, idle) for stream in streams])
+
+
+def batch_of(rows: list[Window]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(inputs, targets, controls, first)`` of one window per row."""
+
+    def stacked(part: str) -> torch.Tensor:
+        return torch.from_numpy(np.stack([getattr(w, part) for w in rows]))
+
+    return stacked("inputs"), stacked("targets"), stacked("control"), stacked("first")
+
+
+def stream_batches(pieces: list[Piece], config: TrainConfig, tokenizer: Tokenizer,
+                   rng: random.Random) -> EpochBatches:
+    """One epoch of batches: every training piece, transposed, read whole by one of ``batch_size`` streams
+    (``schedule_epoch``), its windows built as they are read (``EpochBatches``)."""
+    return EpochBatches(pieces, schedule_epoch([len(p.tokens) for p in pieces], config, rng), tokenizer)
 
 
 def train_step(model: MidiGRU, optimizer, inputs: torch.Tensor, targets: torch.Tensor, grad_clip: float,
@@ -272,10 +365,10 @@ def train(
         for group in optimizer.param_groups:
             group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * epoch / config.epochs))
         rng = random.Random(config.seed * 1000 + epoch)
-        epoch_batches = list(stream_batches(rank_train, replace(config, batch_size=rank_batch), tokenizer, rng))
-        steps = distributed.common_steps(len(epoch_batches), ranks)  # every rank steps as often as the others
-        progress = tqdm(epoch_batches[:steps], desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
-                        leave=False, disable=not ranks.is_main)
+        batches = stream_batches(rank_train, replace(config, batch_size=rank_batch), tokenizer, rng)
+        steps = distributed.common_steps(len(batches), ranks)  # every rank steps as often as the others
+        progress = tqdm(islice(batches, steps), total=steps, desc=f"epoch {epoch + 1}/{config.epochs}",
+                        unit="batch", leave=False, disable=not ranks.is_main)
         running, state = None, None
         for inputs, targets, control, first in progress:
             inputs, targets, control = inputs.to(dev), targets.to(dev), control.to(dev)
@@ -308,15 +401,17 @@ def train(
 
 
 def control_levels(pieces: list[Piece], tokenizer: Tokenizer, length: int) -> ControlLevels:
-    """Typical key profiles and density levels of the training pieces' windows."""
-    passages = []
-    for piece in pieces:
-        notes = TokenNotes.of(piece.tokens, tokenizer)
-        for start in range(0, len(piece.tokens), length):
-            controls = notes.controls(start, start + length, tokenizer.config.steps_per_beat)
-            if controls.profile is not None and sum(controls.profile) > 0:
-                passages.append(controls)
-    return ControlLevels.measure(passages)
+    """Typical key profiles and density levels of the training pieces' windows, measured a piece at a time."""
+
+    def passages() -> Iterator[Controls]:
+        for piece in pieces:
+            notes = TokenNotes.of(piece.tokens, tokenizer)
+            for start in range(0, len(piece.tokens), length):
+                controls = notes.controls(start, start + length, tokenizer.config.steps_per_beat)
+                if controls.profile is not None and sum(controls.profile) > 0:
+                    yield controls
+
+    return ControlLevels.measure(passages())
 
 
 def save_checkpoint(out, model, tokenizer, config, description, metrics, history, levels=None) -> None:

@@ -172,6 +172,7 @@ def test_levels_rotate_key_profiles_and_name_densities():
     assert estimate_key(np.asarray(measured.major)) == 0
     assert measured.density[0] < measured.density[2] < measured.density[-1]
     assert ControlLevels.from_dict(measured.to_dict()) == measured
+    assert ControlLevels.measure(iter(passages)) == measured  # read in one pass
 
 
 # -- a model that reads controls --------------------------------------------------------------

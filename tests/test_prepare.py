@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -9,9 +10,10 @@ import numpy as np
 import pytest
 from midigen_testkit import SHOWCASE, run_cli, scale_piece, write_midi, write_scales
 
+from midigen import prepare as prepare_module
 from midigen.midi_io import load_midi
 from midigen.prepare import INDEX, TRAINING_LIMITS, TokenCache, prepare, training_cache
-from midigen.tokenizer import Tokenizer, TokenizerConfig
+from midigen.tokenizer import TOKENIZER_VERSION, Tokenizer, TokenizerConfig
 
 TOKENIZER = Tokenizer()
 
@@ -100,6 +102,31 @@ def test_another_tokenizer_config_tokenizes_everything_again(collection, tmp_pat
     report = prepare(collection, cache, coarse, workers=1, progress=False)
     assert report.tokenized == 5 and report.unchanged == 0
     assert TokenCache(cache).tokenizer_config == coarse
+    assert sorted(p.name for p in cache.iterdir()) == [INDEX, "tokens-2.bin"]  # a new file, the old one gone
+
+
+@pytest.mark.parametrize("written_by", ["an older tokenizer", "a tokenizer without a version"])
+def test_a_cache_from_another_tokenizer_version_is_refused_then_tokenized_again(collection, tmp_path, monkeypatch,
+                                                                               written_by):
+    cache = tmp_path / "cache"
+    with monkeypatch.context() as patch:
+        if written_by == "an older tokenizer":
+            patch.setattr(prepare_module, "TOKENIZER_VERSION", TOKENIZER_VERSION - 1)
+        prepare(collection, cache, workers=1, progress=False)
+    if written_by == "a tokenizer without a version":  # as caches were written before versions existed
+        index = json.loads((cache / INDEX).read_text())
+        del index["tokenizer_version"]
+        index["tokenizer_sha256"] = hashlib.sha256(json.dumps(index["tokenizer"], sort_keys=True).encode()).hexdigest()
+        (cache / INDEX).write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="another version of the tokenizer; run prepare again from"):
+        training_cache(cache, tmp_path / "model", TokenizerConfig(), update=False)
+    report = prepare(collection, cache, workers=1, progress=False)
+    assert report.tokenized == 5 and report.unchanged == 0
+    assert sorted(p.name for p in cache.iterdir()) == [INDEX, "tokens-2.bin"]
+    again = training_cache(cache, tmp_path / "model", TokenizerConfig(), update=False)
+    assert json.loads((cache / INDEX).read_text())["tokenizer_version"] == TOKENIZER_VERSION
+    for name, tokens, _ in again.pieces():
+        np.testing.assert_array_equal(tokens, tokens_of(collection / name))
 
 
 def test_training_cache_prepares_a_folder_next_to_the_checkpoint(tmp_path):

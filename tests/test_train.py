@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import random
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -19,13 +21,17 @@ from midigen.model import MidiGRU
 from midigen.prepare import midi_files
 from midigen.tokenizer import Note, Score, Tokenizer
 from midigen.train import (
+    STRETCH_WINDOWS,
     Piece,
     TrainConfig,
+    piece_windows,
+    schedule_epoch,
     split_by_file,
     state_paths,
     stream_batches,
     train,
     transpose,
+    window_count,
 )
 
 TINY_MODEL = {"hidden_size": 32, "num_layers": 1, "embedding_size": 16, "dropout": 0.0}
@@ -238,3 +244,62 @@ def test_train_cli(scales, tmp_path):
     assert loaded.model_config.hidden_size == 16 and loaded.model_config.embedding_size == 8
     assert len(json.loads(state_paths(out)[1].read_text())["history"]) == 2
     assert "Traceback" not in result.stderr
+
+
+
+def test_windows_of_a_piece_or_of_a_part_describe_the_whole_piece():
+    # one loudness change at the start, so windows built from a later stretch must look back for their level
+    score = Score([Note(48 + i % 24, 6 * i, 6 + i % 5, 20) for i in range(200)])
+    tokens = np.asarray(TOKENIZER.score_to_tokens(score), dtype=np.int64)
+    moved, length = transpose(tokens, 3, TOKENIZER), 16
+    count = window_count(len(tokens), length)
+    assert count > 2 * STRETCH_WINDOWS  # windows from three stretches
+    notes = TokenNotes.of(moved, TOKENIZER)
+    for numbers in (None, range(5, 9), range(STRETCH_WINDOWS - 2, count), range(count - 1, count)):
+        windows = list(piece_windows(tokens, length, TOKENIZER, semitones=3, numbers=numbers))
+        numbers = numbers or range(count)
+        assert [w.first for w in windows] == [True] + [False] * (len(numbers) - 1)
+        for number, window in zip(numbers, windows, strict=True):
+            start = number * length
+            real = moved[start : start + length + 1]
+            np.testing.assert_array_equal(window.inputs[: len(real) - 1], real[:-1])
+            np.testing.assert_array_equal(window.targets[: len(real) - 1], real[1:])
+            assert not window.targets[len(real) - 1 :].any()
+            expected = notes.controls(start + 1, start + length + 1, TOKENIZER.config.steps_per_beat).vector()
+            np.testing.assert_allclose(window.control, expected, rtol=1e-6)
+    assert expected[17] < -1  # quiet notes: the level set at the start, not the default
+
+
+@pytest.mark.parametrize(("batch_size", "count"), [(1, 1), (3, 5), (8, 3), (4, 17)])
+def test_the_schedule_counts_the_batches_and_covers_every_window_once(batch_size, count):
+    all_pieces = [Piece(f"p{i}", long_piece(10 + 37 * i), 10 + 37 * i) for i in range(count)]
+    config = TrainConfig(sequence_length=16, batch_size=batch_size, transpose=3)
+    lengths = [len(p.tokens) for p in all_pieces]
+    schedule = schedule_epoch(lengths, config, random.Random(7))
+    assert schedule == schedule_epoch(lengths, config, random.Random(7))  # seeded, from the lengths alone
+    assert len(schedule.streams) == min(batch_size, count)
+    read = sorted((p.piece, n) for stream in schedule.streams for p in stream for n in p.numbers)
+    assert read == [(i, n) for i, size in enumerate(lengths) for n in range(window_count(size, schedule.length))]
+    batches = stream_batches(all_pieces, config, TOKENIZER, random.Random(7))
+    assert len(batches) == schedule.steps == len(list(batches)) == len(list(batches))
+    assert all(b[0].shape == (len(schedule.streams), schedule.length) for b in batches)
+
+
+def epoch_peak(copies: int) -> int:
+    """Peak traced memory of one epoch's batches over ``copies`` times the same 12 pieces (made beforehand)."""
+    tokens = [long_piece(300 + 40 * i) for i in range(12)]
+    collection = [Piece(f"copy{c}/p{i}", t, 300 + 40 * i) for c in range(copies) for i, t in enumerate(tokens)]
+    config = TrainConfig(sequence_length=32, batch_size=4, transpose=2, control_dropout=0.25)
+    gc.collect()  # both runs start with CPython's free lists empty
+    tracemalloc.start()
+    try:
+        for _ in stream_batches(collection, config, TOKENIZER, random.Random(0)):
+            pass
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_of_an_epoch_does_not_grow_with_the_collection():
+    small, large = epoch_peak(1), epoch_peak(8)
+    assert large < 1.5 * small, f"{small:,} bytes for 12 pieces, {large:,} for 96"
