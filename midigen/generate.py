@@ -15,7 +15,7 @@ import pretty_midi
 from . import checkpoint
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .device import resolve_device, usable_cores
-from .phrases import PhraseWriter
+from .phrases import KEY_BIAS, NAMED_KEY_BIAS, PhraseWriter
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
@@ -172,7 +172,8 @@ class Generator:
         settings = self._settings(request, position, bpm)
         if seed.notes or not self.checkpoint.model_config.control_size:
             writer = PhraseWriter(self.sampler, self.controls(request, seed)
-                                  if self.checkpoint.model_config.control_size else None, request.repetition)
+                                  if self.checkpoint.model_config.control_size else None, request.repetition,
+                                  self._key_weight(request, from_scratch=False))
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:
@@ -215,8 +216,16 @@ class Generator:
         position = sum(t - shift.start + 1 for t in opening if t in shift)
         rest = replace(settings, max_notes=settings.max_notes - notes,
                        max_tokens=max(settings.max_tokens - len(opening) - 1, 1))
-        writer = PhraseWriter(self.sampler, target, request.repetition, hold_key=request.key != "auto")
+        writer = PhraseWriter(self.sampler, target, request.repetition, self._key_weight(request, from_scratch=True))
         return prompt[-1:] + opening + writer.write(prompt + opening, rest, random_seed, position)
+
+    @staticmethod
+    def _key_weight(request: GenerationRequest, from_scratch: bool) -> float:
+        """How hard the key is held (``phrases.key_bias``): a named key, the seed's estimated key, or (from
+        scratch) not at all: the opening's own profile stands for the key, in the controls only."""
+        if request.key != "auto":
+            return NAMED_KEY_BIAS
+        return 0.0 if from_scratch else KEY_BIAS
 
     @staticmethod
     def _each_variation(variations: int, write) -> list[list[int]]:

@@ -29,7 +29,8 @@ from .settings import setting
 
 BAR_BEATS = 4
 PHRASE_BARS = 2
-KEY_BIAS = 0.5  # logit weight of log(key profile) on pitch tokens
+KEY_BIAS = 1.0  # logit weight of log(key profile) on pitch tokens, for the seed's key (``key_bias``)
+NAMED_KEY_BIAS = 0.5  # the same for a key the user names, which the controls already stress harder
 KEY_SPREAD = 0.2  # share of the key profile spread evenly, so no pitch class is ruled out
 REGISTER_OFFSET = 2.0  # semitones asked above the target: the model writes lower than it is asked
 GAIN = 0.5  # share of the remaining error corrected after each bar
@@ -40,13 +41,13 @@ BAR_TOKENS = 2048  # most tokens one call may write (a bar rarely needs 100)
 CONTEXT = 512  # tokens handed to a call that starts from a state: enough for any last chord
 
 
-def key_bias(profile, tokenizer) -> np.ndarray:
-    """Logit bias over the vocabulary: ``KEY_BIAS * log(profile)`` on each PITCH token's pitch class (the profile
+def key_bias(profile, tokenizer, weight: float = KEY_BIAS) -> np.ndarray:
+    """Logit bias over the vocabulary: ``weight * log(profile)`` on each PITCH token's pitch class (the profile
     first mixed with an even one, ``KEY_SPREAD``), shifted so that music already following the profile keeps
     the same total weight of notes."""
     profile = np.asarray(profile, dtype=np.float64) / np.sum(profile)
     profile = (1 - KEY_SPREAD) * profile + KEY_SPREAD / 12
-    by_class = KEY_BIAS * np.log(profile / profile.max())
+    by_class = weight * np.log(profile / profile.max())
     by_class -= np.log((profile * np.exp(by_class)).sum())
     pitches = tokenizer.vocab.kind_ranges()["PITCH"]
     classes = (np.arange(len(pitches)) + tokenizer.config.pitch_min) % 12
@@ -108,20 +109,20 @@ class Played:
 class PhraseWriter:
     """Writes one continuation bar by bar (module docstring). ``target``: the character to keep (None: a
     model without controls, which is neither steered nor given a key); ``recall``: the chance that a phrase is
-    an earlier one played again; ``hold_key``: whether the target's key profile is also held by ``key_bias`` (for
-    a clear profile of one key; a profile measured on a few notes would rule out every pitch class they miss).
+    an earlier one played again; ``key_weight``: how hard the target's key profile is also held by ``key_bias``
+    (0: not at all, as for a profile measured on a few notes, which would rule out every pitch class they miss).
     """
 
     def __init__(self, sampler: Sampler, target: Controls | None, recall: float = setting("repetition").default,
-                 hold_key: bool = True):
+                 key_weight: float = KEY_BIAS):
         self.sampler = sampler
         self.recall = recall
         self.tokenizer = sampler.tokenizer
         self.ranges = self.tokenizer.vocab.kind_ranges()
         self.bar = BAR_BEATS * self.tokenizer.config.steps_per_beat
         self.target = target
-        profile = target.profile if target is not None and hold_key else None
-        self.bias = key_bias(profile, self.tokenizer) if profile is not None else None
+        profile = target.profile if target is not None and key_weight else None
+        self.bias = key_bias(profile, self.tokenizer, key_weight) if profile is not None else None
 
     def write(self, prompt: list[int], settings: SamplingSettings, random_seed: int, position: int) -> list[int]:
         """New tokens after ``prompt``, whose last onset is at grid step ``position``, within ``settings``' limits
