@@ -32,7 +32,6 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
-from types import SimpleNamespace
 
 import mido
 import numpy as np
@@ -326,11 +325,21 @@ def stages(generator: Generator, quick: bool) -> dict[str, float]:
     renderer = Renderer()
     sampler, sampling_time, times = generator.sampler, [], {}
 
-    def timed_sample(*args, **kwargs):
-        started = time.perf_counter()
-        result = sampler.sample(*args, **kwargs)
-        sampling_time[-1] += time.perf_counter() - started
-        return result
+    class TimedSampler:
+        """The sampler, with the time spent in its sampling and state-advancing calls added up."""
+
+        def __getattr__(self, name):
+            method = getattr(sampler, name)
+            if name not in ("sample", "sample_states", "advance"):
+                return method
+
+            def timed(*args, **kwargs):
+                started = time.perf_counter()
+                result = method(*args, **kwargs)
+                sampling_time[-1] += time.perf_counter() - started
+                return result
+
+            return timed
 
     def clock(stage, run, *args, **kwargs):
         started = time.perf_counter()
@@ -338,7 +347,7 @@ def stages(generator: Generator, quick: bool) -> dict[str, float]:
         times.setdefault(stage, []).append(time.perf_counter() - started)
         return result
 
-    generator.sampler = SimpleNamespace(sample=timed_sample)
+    generator.sampler = TimedSampler()
     try:
         with tempfile.TemporaryDirectory() as folder:
             for _ in range(2 if quick else 7):
