@@ -133,6 +133,8 @@ class PhraseWriter:
         stop_at = (position // self.bar + 1) * self.bar  # where the next call stops: the next bar line
         reached = None  # the bar line the new music has just come to, if it has
         recalled: set[int] = set()  # bar lines where a recall starts (never recalled themselves)
+        velocity = self._velocity(tokens)
+        level = None if velocity is None else velocity - self.ranges["VELOCITY"].start
         for call in range(settings.max_tokens):
             made = len(tokens) - first
             if notes >= settings.max_notes or made >= settings.max_tokens or position >= settings.max_steps:
@@ -166,7 +168,7 @@ class PhraseWriter:
             tokens += added
             notes += self._count(added)
             if self.target is not None:
-                self._steer(steering, tokens, first)
+                self._steer(steering, tokens[first:], level)
         return tokens[first:]
 
     def _recall(self, tokens: list[int], first: int, start: int, line: int, recalled: set[int],
@@ -218,11 +220,12 @@ class PhraseWriter:
             events[-1][1].append(int(new[i]))
         return Phrase(at, tuple((t, tuple(group)) for t, group in events), self._velocity(tokens[: first + inside[0]]))
 
-    def _steer(self, steering: Steering, tokens: list[int], first: int) -> None:
-        """Correct ``steering`` by the character of the new music so far (once it has ``MIN_NOTES`` notes)."""
-        notes = TokenNotes.of(np.asarray(tokens), self.tokenizer)
-        if len(notes.index) - np.searchsorted(notes.index, first) >= MIN_NOTES:
-            steering.correct(self.target, notes.controls(first, len(tokens), self.tokenizer.config.steps_per_beat))
+    def _steer(self, steering: Steering, new: list[int], level: int | None) -> None:
+        """Correct ``steering`` by the character of the new music so far (once it has ``MIN_NOTES`` notes);
+        ``level``: the velocity level in force before it."""
+        notes = TokenNotes.of(np.asarray(new), self.tokenizer, level)
+        if len(notes.index) >= MIN_NOTES:
+            steering.correct(self.target, notes.controls(0, len(new), self.tokenizer.config.steps_per_beat))
 
     def _fits(self, played: Played, notes: int, made: int, settings: SamplingSettings) -> bool:
         return (notes + played.notes <= settings.max_notes and made + len(played.tokens) <= settings.max_tokens
