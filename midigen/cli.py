@@ -160,7 +160,8 @@ def run_evaluate(args) -> None:
     lengths = [int(x) for x in args.seed_lengths.split(",") if x.strip()]
     print(f"\ncontinuations of {args.continuation_notes} notes, {args.seeds_per_piece} random seeds per seed "
           "(score: 0 = another piece's real continuation, 1 = this piece's; in key: share of continuations "
-          "estimated in the seed's key, generated and real)")
+          "estimated in the seed's key, generated and real; drones: share where two pitch classes sound over "
+          "80 % of the time)")
     print(format_continuations(continuation_scores(generator, real, lengths, args.continuation_notes,
                                                    args.seeds_per_piece, args.random_seed, **sampling)))
     generated = generated_scores(generator, args.pieces, args.notes, args.temperature, args.top_p, args.random_seed)

@@ -65,14 +65,6 @@ class Controls:
     def replace(self, **changes) -> Controls:
         return replace(self, **changes)
 
-    def focused(self, power: float) -> Controls:
-        """The same controls with the key profile raised to ``power`` and renormalized: above 1, the
-        scale's main notes weigh more and chromatic ones less, so the music stays closer to the key."""
-        if self.profile is None or power == 1:
-            return self
-        profile = np.asarray(self.profile) ** power
-        return self.replace(profile=tuple(float(x) for x in profile / profile.sum()))
-
     @classmethod
     def of_notes(cls, pitches, durations, starts, velocities, steps_per_beat: int) -> Controls:
         """All four parts measured on a passage (nothing known for an empty one)."""

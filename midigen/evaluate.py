@@ -117,7 +117,7 @@ def continuation_scores(generator: Generator, real, seed_lengths=SEED_LENGTHS, n
         seeds = [Character.of(prefix(score, 0, length), spb) for _, score in cases]
         nexts = [Character.of(prefix(score, length, length + notes), spb) for _, score in cases]
         found = {"generated": [], "ceiling": [], "floor": []}
-        same_key, real_same_key = [], []
+        same_key, real_same_key, drones, real_drones = [], [], [], []
         for i, (_, score) in enumerate(cases):
             seed = prefix(score, 0, length)
             settings = GenerationRequest(notes=notes, seconds=None, variations=seeds_per_piece,
@@ -127,16 +127,25 @@ def continuation_scores(generator: Generator, real, seed_lengths=SEED_LENGTHS, n
                     made = Character.of(result.continuation, spb)
                     found["generated"].append(distances(seeds[i], made))
                     same_key.append(estimate_key(made.profile) == estimate_key(seeds[i].profile))
+                    drones.append(is_drone(made.profile))
             found["ceiling"].append(distances(seeds[i], nexts[i]))
             real_same_key.append(estimate_key(nexts[i].profile) == estimate_key(seeds[i].profile))
+            real_drones.append(is_drone(nexts[i].profile))
             found["floor"].extend(distances(seeds[i], nexts[j]) for j in range(len(cases)) if j != i)
         means = {kind: {m: float(np.mean([d[m] for d in rows])) for m in MEASURES} for kind, rows in found.items()}
         scores = {m: floor_to_ceiling([d[m] for d in found["generated"]], [d[m] for d in found["ceiling"]],
                                       [d[m] for d in found["floor"]]) for m in MEASURES}
         results[length] = {"pieces": len(cases), "continuations": len(found["generated"]),
                            "in_seed_key": float(np.mean(same_key)),
-                           "real_in_seed_key": float(np.mean(real_same_key)), "scores": scores, **means}
+                           "real_in_seed_key": float(np.mean(real_same_key)), "drones": float(np.mean(drones)),
+                           "real_drones": float(np.mean(real_drones)), "scores": scores, **means}
     return results
+
+
+def is_drone(profile: np.ndarray) -> bool:
+    """Whether two pitch classes sound for more than 80 % of a passage's time: a drone, or a tonic and its fifth
+    hammered, which a listener hears as stuck (no real continuation of the held-out pieces is one)."""
+    return bool(np.sort(profile)[-2:].sum() > 0.8)
 
 
 def prefix(score: Score, first: int, stop: int) -> Score:
@@ -145,11 +154,13 @@ def prefix(score: Score, first: int, stop: int) -> Score:
 
 
 def format_continuations(results: dict[int, dict]) -> str:
-    lines = [f"{'seed length':<22}" + "".join(f"{m:>10}" for m in MEASURES) + f"{'in key':>10}{'(real)':>8}"]
+    lines = [f"{'seed length':<22}" + "".join(f"{m:>10}" for m in MEASURES) + f"{'in key':>10}{'(real)':>8}"
+             + f"{'drones':>8}{'(real)':>8}"]
     for length, r in results.items():
         label = f"{length} notes ({r['pieces']} pieces)"
         lines.append(f"{label:<22}" + "".join(f"{r['scores'][m]:>10.2f}" for m in MEASURES)
-                     + f"{r['in_seed_key']:>10.2f}{r['real_in_seed_key']:>8.2f}")
+                     + f"{r['in_seed_key']:>10.2f}{r['real_in_seed_key']:>8.2f}"
+                     + f"{r['drones']:>8.2f}{r['real_drones']:>8.2f}")
     return "\n".join(lines)
 
 

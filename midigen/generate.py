@@ -15,7 +15,7 @@ import pretty_midi
 from . import checkpoint
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .device import resolve_device, usable_cores
-from .phrases import KEY_BIAS, NAMED_KEY_BIAS, PhraseWriter
+from .phrases import PhraseWriter
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
@@ -26,7 +26,6 @@ TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
 # How the key is given to the model, both chosen with `midigen evaluate` (README, "The shipped model"):
 KEY_STRENGTH = 1.5  # a key named by the user is stressed 1.5x as hard as in training (``Controls.key_strength``)
-SEED_KEY_FOCUS = 1.5  # the profile of the seed's key is sharpened (``Controls.focused``)
 OPENING_NOTES = 32  # from scratch, the notes written freely before the piece keeps their key and character
 
 
@@ -150,7 +149,7 @@ class Generator:
             controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
         elif controls.profile is not None and seed_key:
             estimated = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
-            controls = controls.replace(profile=levels.key_profile(estimated)).focused(SEED_KEY_FOCUS)
+            controls = controls.replace(profile=levels.key_profile(estimated))
         if request.density != "auto":
             controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
         return controls
@@ -173,7 +172,7 @@ class Generator:
         if seed.notes or not self.checkpoint.model_config.control_size:
             writer = PhraseWriter(self.sampler, self.controls(request, seed)
                                   if self.checkpoint.model_config.control_size else None, request.repetition,
-                                  self._key_weight(request, from_scratch=False))
+                                  self.held_key(request, seed))
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:
@@ -216,16 +215,19 @@ class Generator:
         position = sum(t - shift.start + 1 for t in opening if t in shift)
         rest = replace(settings, max_notes=settings.max_notes - notes,
                        max_tokens=max(settings.max_tokens - len(opening) - 1, 1))
-        writer = PhraseWriter(self.sampler, target, request.repetition, self._key_weight(request, from_scratch=True))
+        writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(request, Score([])))
         return prompt[-1:] + opening + writer.write(prompt + opening, rest, random_seed, position)
 
-    @staticmethod
-    def _key_weight(request: GenerationRequest, from_scratch: bool) -> float:
-        """How hard the key is held (``phrases.key_bias``): a named key, the seed's estimated key, or (from
-        scratch) not at all: the opening's own profile stands for the key, in the controls only."""
+    def held_key(self, request: GenerationRequest, seed: Score) -> int | None:
+        """The key the writer holds (``phrases.key_bias``; 0-11 major, 12-23 minor): the one named, else the
+        seed's estimated key; none with ``free`` or from scratch (where the opening's own profile, given to
+        the model, keeps its key)."""
+        if request.key == "free" or not self.checkpoint.model_config.control_size:
+            return None
         if request.key != "auto":
-            return NAMED_KEY_BIAS
-        return 0.0 if from_scratch else KEY_BIAS
+            return key_index(request.key)
+        profile = Controls.of_score(seed, self.tokenizer.config.steps_per_beat).profile
+        return None if profile is None else estimate_key(np.asarray(profile))
 
     @staticmethod
     def _each_variation(variations: int, write) -> list[list[int]]:

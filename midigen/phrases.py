@@ -7,8 +7,9 @@ The sampler writes up to the next bar line per call, the GRU state carried from 
   by how far the new music so far is from its target (the seed's, or the user's choice), the way a
   thermostat corrects the heating. Left alone the model drifts: about 2 semitones low, and its
   density wanders further from the seed's than a real continuation does;
-* **holds the key** (the seed's estimated key or one the user names): each pitch class is weighted by
-  that key's profile (a logit bias that leaves the total weight of notes unchanged, ``key_bias``);
+* **holds the key** (the seed's estimated key or one the user names): each pitch is weighted by the
+  Krumhansl-Kessler profile of that key (a logit bias that leaves the total weight of notes unchanged,
+  ``key_bias``);
 * **recalls**: at the start of every two-bar phrase from the third on, with probability ``recall``
   (the Repetition setting), an earlier phrase of the new music is played again (never two recalls in
   a row) and the model goes on from it. Real pieces repeat their motifs and sections; without this
@@ -26,12 +27,11 @@ from .controls import Controls, TokenNotes
 from .rules import SamplingSettings
 from .sample import Sampler
 from .settings import setting
+from .stats import MAJOR_PROFILE, MINOR_PROFILE
 
 BAR_BEATS = 4
 PHRASE_BARS = 2
-KEY_BIAS = 1.0  # logit weight of log(key profile) on pitch tokens, for the seed's key (``key_bias``)
-NAMED_KEY_BIAS = 0.5  # the same for a key the user names, which the controls already stress harder
-KEY_SPREAD = 0.2  # share of the key profile spread evenly, so no pitch class is ruled out
+KEY_BIAS = 0.75  # logit weight of log(key profile) on pitch tokens (``key_bias``)
 REGISTER_OFFSET = 2.0  # semitones asked above the target: the model writes lower than it is asked
 GAIN = 0.5  # share of the remaining error corrected after each bar
 MIN_NOTES = 8  # new notes written before steering starts
@@ -41,12 +41,13 @@ BAR_TOKENS = 2048  # most tokens one call may write (a bar rarely needs 100)
 CONTEXT = 512  # tokens handed to a call that starts from a state: enough for any last chord
 
 
-def key_bias(profile, tokenizer, weight: float = KEY_BIAS) -> np.ndarray:
-    """Logit bias over the vocabulary: ``weight * log(profile)`` on each PITCH token's pitch class (the profile
-    first mixed with an even one, ``KEY_SPREAD``), shifted so that music already following the profile keeps
-    the same total weight of notes."""
-    profile = np.asarray(profile, dtype=np.float64) / np.sum(profile)
-    profile = (1 - KEY_SPREAD) * profile + KEY_SPREAD / 12
+def key_bias(key: int, tokenizer, weight: float = KEY_BIAS) -> np.ndarray:
+    """Logit bias over the vocabulary holding ``key`` (0-11 major, 12-23 minor): ``weight * log(profile)`` on each
+    PITCH token's pitch class, with the key's Krumhansl-Kessler profile (broad: every scale degree counts, so
+    the music keeps moving through the scale rather than dwelling on the tonic), shifted so that music already
+    following the profile keeps the same total weight of notes."""
+    profile = np.roll(MINOR_PROFILE if key >= 12 else MAJOR_PROFILE, key % 12)
+    profile = profile / profile.sum()
     by_class = weight * np.log(profile / profile.max())
     by_class -= np.log((profile * np.exp(by_class)).sum())
     pitches = tokenizer.vocab.kind_ranges()["PITCH"]
@@ -109,20 +110,18 @@ class Played:
 class PhraseWriter:
     """Writes one continuation bar by bar (module docstring). ``target``: the character to keep (None: a
     model without controls, which is neither steered nor given a key); ``recall``: the chance that a phrase is
-    an earlier one played again; ``key_weight``: how hard the target's key profile is also held by ``key_bias``
-    (0: not at all, as for a profile measured on a few notes, which would rule out every pitch class they miss).
+    an earlier one played again; ``key``: the key held by ``key_bias`` (0-11 major, 12-23 minor; None: none).
     """
 
     def __init__(self, sampler: Sampler, target: Controls | None, recall: float = setting("repetition").default,
-                 key_weight: float = KEY_BIAS):
+                 key: int | None = None):
         self.sampler = sampler
         self.recall = recall
         self.tokenizer = sampler.tokenizer
         self.ranges = self.tokenizer.vocab.kind_ranges()
         self.bar = BAR_BEATS * self.tokenizer.config.steps_per_beat
         self.target = target
-        profile = target.profile if target is not None and key_weight else None
-        self.bias = key_bias(profile, self.tokenizer, key_weight) if profile is not None else None
+        self.bias = key_bias(key, self.tokenizer) if key is not None else None
 
     def write(self, prompt: list[int], settings: SamplingSettings, random_seed: int, position: int) -> list[int]:
         """New tokens after ``prompt``, whose last onset is at grid step ``position``, within ``settings``' limits

@@ -21,7 +21,8 @@ from midigen.controls import (
     TokenNotes,
     key_index,
 )
-from midigen.generate import KEY_STRENGTH, SEED_KEY_FOCUS, GenerationRequest, Generator
+from midigen.evaluate import is_drone
+from midigen.generate import KEY_STRENGTH, GenerationRequest, Generator
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler
 from midigen.stats import (
     Character,
@@ -112,6 +113,14 @@ def test_ngram_share_sees_repetition():
     once = scale_score(0, bars=1)
     assert ngram_share(once) == 1
     assert ngram_share(scale_score(0, bars=8)) < 0.2
+
+
+def test_a_drone_is_two_pitch_classes_most_of_the_time():
+    fifth = np.zeros(12)
+    fifth[[4, 11]] = 0.45, 0.4
+    fifth[7] = 0.15
+    assert is_drone(fifth)
+    assert not is_drone(duration_profile([60, 62, 64, 65, 67, 69, 71], [12] * 7))
 
 
 def test_repeated_bars_sees_loops_not_recurring_ideas():
@@ -235,9 +244,9 @@ def test_generator_turns_choices_into_controls(controlled, tmp_path):
     auto = generator.controls(GenerationRequest(), seed)
     measured = Controls.of_score(seed, 12)
     assert auto.replace(profile=None) == measured.replace(profile=None)
-    # the key is the seed's, estimated, given as the clear profile of that key, sharpened
+    # the key is the seed's, estimated, given as the clear profile of that key
     d_major = Controls(ControlLevels().key_profile("D major"))
-    assert auto.profile == d_major.focused(SEED_KEY_FOCUS).profile and auto.key_strength == 1
+    assert auto.profile == d_major.profile and auto.key_strength == 1
     named = generator.controls(GenerationRequest(key="D major"), seed)
     assert named.profile == d_major.profile and named.key_strength == KEY_STRENGTH > 1
     assert np.allclose(named.vector()[:12], KEY_STRENGTH * d_major.vector()[:12])

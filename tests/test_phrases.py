@@ -9,17 +9,17 @@ from midigen.controls import Controls, TokenNotes
 from midigen.generate import GenerationRequest
 from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias
 from midigen.rules import SamplingSettings, grammar_violations
-from midigen.stats import MAJOR_PROFILE, estimate_key, ngram_share, score_profile
-from midigen.tokenizer import BOS, Score
+from midigen.stats import MAJOR_PROFILE, MINOR_PROFILE, estimate_key, ngram_share, score_profile
+from midigen.tokenizer import BOS, Note, Score
 
 BAR = phrases.BAR_BEATS * 12
 
 
-def write(generator, target, notes=300, random_seed=3, recall=0.35, **limits):
+def write(generator, target, notes=300, random_seed=3, recall=0.35, key=None, **limits):
     tok = generator.tokenizer
     prompt = [BOS, tok.vocab.encode("TEMPO", tok.tempo_bin(120)), tok.vocab.encode("VELOCITY", 5)]
     settings = SamplingSettings(0.9, 0.95, max_notes=notes, max_tokens=notes * 4 + 64, **limits)
-    return PhraseWriter(generator.sampler, target, recall).write(prompt, settings, random_seed, 0)
+    return PhraseWriter(generator.sampler, target, recall, key).write(prompt, settings, random_seed, 0)
 
 
 def onsets(tokens, tokenizer):
@@ -39,7 +39,7 @@ def bars_of(notes):
 def long_piece(shipped_generator):
     c_major = Controls(profile=tuple(np.roll(MAJOR_PROFILE / MAJOR_PROFILE.sum(), 0)), mean_pitch=62.0,
                        notes_per_beat=3.0, mean_velocity=90.0)
-    return write(shipped_generator, c_major, notes=400)
+    return write(shipped_generator, c_major, notes=400, key=0)
 
 
 def test_tokens_follow_the_grammar_and_chords_rise(shipped_generator, long_piece):
@@ -139,26 +139,43 @@ def test_steering_corrects_by_the_gain_and_stops_at_its_limits():
 
 
 def test_key_bias_favours_the_scale_and_keeps_the_weight_of_notes(tokenizer):
-    profile = MAJOR_PROFILE / MAJOR_PROFILE.sum()
-    for tonic in (0, 7):
-        rolled = np.roll(profile, tonic)
-        bias = key_bias(rolled, tokenizer)
-        pitches = tokenizer.vocab.kind_ranges()["PITCH"]
+    pitches = tokenizer.vocab.kind_ranges()["PITCH"]
+    for key, profile in ((0, MAJOR_PROFILE), (7, MAJOR_PROFILE), (21, MINOR_PROFILE)):
+        bias = key_bias(key, tokenizer)
         by_class = {(p - pitches.start + tokenizer.config.pitch_min) % 12: bias[p] for p in pitches}
-        assert max(by_class, key=by_class.get) == tonic
         weights = np.array([by_class[c] for c in range(12)])
-        spread = (1 - phrases.KEY_SPREAD) * rolled + phrases.KEY_SPREAD / 12
-        assert (spread * np.exp(weights)).sum() == pytest.approx(1.0, rel=1e-5)
+        assert np.argmax(weights) == key % 12
+        rolled = np.roll(profile / profile.sum(), key % 12)
+        assert (rolled * np.exp(weights)).sum() == pytest.approx(1.0, rel=1e-5)  # the weight of notes is kept
+        scale = np.argsort(rolled)[-7:]  # the seven heaviest pitch classes are the scale's
+        assert weights[scale].min() > np.delete(weights, scale).max()
+        assert weights.max() - weights.min() < 1.5 * phrases.KEY_BIAS  # no pitch is ruled out
         assert not bias[: pitches.start].any() and not bias[pitches.stop :].any()
-    sparse = np.zeros(12)
-    sparse[[0, 4, 7]] = 1  # three pitch classes heard: the others are made rarer, never ruled out
-    assert key_bias(sparse, tokenizer).min() > -5
+
+
+def test_a_held_key_does_not_drone(shipped_generator):
+    """Held in C major, a long passage still moves through the scale: no two pitch classes take most of it."""
+    score = shipped_generator.tokenizer.tokens_to_score(
+        write(shipped_generator, Controls(mean_pitch=62.0), notes=300, key=0))
+    profile = score_profile(score)
+    assert estimate_key(profile) == 0
+    assert np.sort(profile)[-2:].sum() < 0.8 and (profile > 0.02).sum() >= 6
 
 
 def test_a_named_key_is_kept_over_a_long_piece(shipped_generator):
     """Two keys asked for: each long piece is estimated in its own key, start and end."""
     for tonic, key in ((2, "D major"), (21, "A minor")):
         target = shipped_generator.controls(GenerationRequest(seconds=30, key=key), Score([], 120))
-        score = shipped_generator.tokenizer.tokens_to_score(write(shipped_generator, target, notes=400))
+        score = shipped_generator.tokenizer.tokens_to_score(write(shipped_generator, target, notes=400, key=tonic))
         for part in (score.notes[:150], score.notes[-150:]):
             assert estimate_key(score_profile(type(score)(part))) == tonic
+
+
+def test_the_key_held_is_the_named_one_or_the_seeds(shipped_generator):
+    scale = (0, 2, 4, 5, 7, 9, 11, 12, 7, 4, 0)
+    d_major_seed = Score([Note(62 + step, 12 * i, 12, 80) for i, step in enumerate(scale)], 120)
+    held = shipped_generator.held_key
+    assert held(GenerationRequest(seconds=5), d_major_seed) == 2
+    assert held(GenerationRequest(seconds=5, key="Bb minor"), d_major_seed) == 22
+    assert held(GenerationRequest(seconds=5, key="free"), d_major_seed) is None
+    assert held(GenerationRequest(seconds=5), Score([], 120)) is None  # from scratch: the opening's own
