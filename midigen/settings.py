@@ -108,7 +108,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("keep_seed_until", float, 0.0, "Regenerate from (seconds)",
             "Keep the seed only up to this time, then compose the rest again (0: keep all of it).", "number",
             0.0, 3600.0, automatic=0.0, automatic_means="the whole seed", cli="--keep-seed-until"),
-    Setting("repetition", float, 0.35, "Repetition",
+    Setting("repetition", float, 0.5, "Repetition",
             "Chance that a two-bar phrase is an earlier one played again (0: never; never two in a row).", "slider",
             0.0, 1.0, 0.05, advanced=True, cli="--repetition"),
 )
