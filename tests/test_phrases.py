@@ -111,7 +111,7 @@ def test_steering_brings_register_and_density_to_the_target(shipped_generator, m
     def error(gain):
         monkeypatch.setattr(phrases, "GAIN", gain)
         errors = []
-        for seed in range(3):
+        for seed in range(8):
             notes = TokenNotes.of(np.asarray(write(shipped_generator, target, notes=150, random_seed=seed)),
                                   shipped_generator.tokenizer)
             made = notes.controls(0, 10**9, 12)
