@@ -343,7 +343,8 @@ def test_evaluate_command(fixture_midi_dir, capsys):
     assert 0.0 <= rows[distance][2] <= 1.0
     # continuations: one row per seed length that two pieces or more are long enough for (not the 20-note one)
     top = next(i for i, line in enumerate(lines) if line.split()[:2] == ["seed", "length"])
-    assert lines[top].split()[2:] == ["key", "register", "density", "loudness", "in", "key", "(real)"]
+    header = ["key", "register", "density", "loudness", "in", "key", "(real)", "drones", "(real)"]
+    assert lines[top].split()[2:] == header
     assert [line.split()[:4] for line in lines[top + 1 : top + 3]] == [["10", "notes", "(2", "pieces)"],
                                                                        ["20", "notes", "(2", "pieces)"]]
     assert not lines[top + 3].strip()
