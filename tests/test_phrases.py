@@ -7,7 +7,7 @@ import pytest
 from midigen import phrases
 from midigen.controls import Controls, TokenNotes
 from midigen.generate import GenerationRequest
-from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias
+from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias, loudness_bias
 from midigen.rules import SamplingSettings, grammar_violations
 from midigen.stats import MAJOR_PROFILE, MINOR_PROFILE, estimate_key, ngram_share, score_profile
 from midigen.tokenizer import BOS, Note, Score
@@ -179,3 +179,17 @@ def test_the_key_held_is_the_named_one_or_the_seeds(shipped_generator):
     assert held(GenerationRequest(seconds=5, key="Bb minor"), d_major_seed) == 22
     assert held(GenerationRequest(seconds=5, key="free"), d_major_seed) is None
     assert held(GenerationRequest(seconds=5), Score([], 120)) is None  # from scratch: the opening's own
+
+
+def test_loudness_bias_weighs_each_level_by_its_distance(tokenizer):
+    velocity = tokenizer.vocab.kind_ranges()["VELOCITY"]
+    bias = loudness_bias(5, tokenizer)
+    assert list(bias[velocity.start : velocity.stop]) == [-5, -4, -3, -2, -1, 0, -1, -2]
+    assert not bias[: velocity.start].any() and not bias[velocity.stop :].any()
+
+
+def test_a_piece_keeps_near_its_loudness(shipped_generator):
+    """Held at level 5, the writer seldom leaves it: most notes sound at that level."""
+    tokens = write(shipped_generator, Controls(mean_velocity=shipped_generator.tokenizer.level_velocity(5)), notes=300)
+    notes = TokenNotes.of(np.asarray(tokens), shipped_generator.tokenizer, 5)
+    assert np.mean(notes.velocity == shipped_generator.tokenizer.level_velocity(5)) > 0.8
