@@ -38,6 +38,7 @@ import numpy as np
 import pretty_midi
 import psutil
 import torch
+from mido.midifiles.meta import encode_variable_int
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "app")]  # the package, and the launcher the app tests use
@@ -391,12 +392,8 @@ def breakdown(generator: Generator, quick: bool) -> list[Row]:
 
 
 def vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
+    """A MIDI variable-length quantity (any length: hostile files may use more than 4 bytes)."""
+    return bytes(encode_variable_int(value))
 
 
 def worst_upload(kind: str, limits: MidiLimits, bpm: float = 120.0, resolution: int = 960) -> bytes:

@@ -8,6 +8,7 @@ import pretty_midi
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mido.midifiles.meta import encode_variable_int
 
 from midigen.midi_io import MidiError, MidiLimits, load_midi, read_midi, trim_to_last
 
@@ -16,12 +17,7 @@ from midigen.midi_io import MidiError, MidiLimits, load_midi, read_midi, trim_to
 
 def vlq(value: int) -> bytes:
     """A MIDI variable-length quantity (any length: hostile files may use more than 4 bytes)."""
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
+    return bytes(encode_variable_int(value))
 
 
 def chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
