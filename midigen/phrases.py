@@ -154,7 +154,7 @@ class PhraseWriter:
             if notes >= settings.max_notes or made >= settings.max_tokens or position >= settings.max_steps:
                 break
             control = None if self.target is None else steering.asked(self.target).vector()
-            played = self._recall(tokens, first, start, reached, recalled, rng) if reached is not None else None
+            played = None if reached is None else self._recall(tokens, first, start, position, reached, recalled, rng)
             if played is not None and self._fits(played, notes, made, settings):
                 added = played.tokens
                 state = self.sampler.advance(state, added, control)
@@ -185,10 +185,11 @@ class PhraseWriter:
                 self._steer(steering, tokens[first:], level)
         return tokens[first:]
 
-    def _recall(self, tokens: list[int], first: int, start: int, line: int, recalled: set[int],
+    def _recall(self, tokens: list[int], first: int, start: int, position: int, line: int, recalled: set[int],
                 rng: np.random.Generator) -> Played | None:
-        """At bar line ``line``: maybe (``recall``) an earlier phrase of the new music, made to start there. Only at
-        the start of a phrase from the third on, never right after a recall, and only fresh phrases come back."""
+        """At bar line ``line``, the music's last onset at ``position``: maybe (``recall``) an earlier phrase of the
+        new music, made to start there. Only at the start of a phrase from the third on, never right after a
+        recall, and only fresh phrases come back."""
         span = PHRASE_BARS * self.bar
         opening = (start // self.bar + 1) * self.bar
         if (line - opening) % span or line - opening < 2 * span or line - span in recalled:
@@ -199,7 +200,7 @@ class PhraseWriter:
         phrase = self._phrase(tokens, first, start, candidates[rng.integers(len(candidates))]) if candidates else None
         if phrase is None:
             return None
-        played = self._play(phrase, line, self._position(tokens, first, start), self._velocity(tokens))
+        played = self._play(phrase, line, position, self._velocity(tokens))
         return played if played.notes >= MIN_PHRASE_NOTES else None
 
     def _play(self, phrase: Phrase, line: int, position: int, velocity: int | None) -> Played:
@@ -259,9 +260,6 @@ class PhraseWriter:
         """The last VELOCITY token of ``tokens`` (None: none)."""
         velocity = self.ranges["VELOCITY"]
         return next((t for t in reversed(tokens) if velocity.start <= t < velocity.stop), None)
-
-    def _position(self, tokens: list[int], first: int, start: int) -> int:
-        return start + self._steps(tokens[first:])
 
     def _count(self, tokens: list[int]) -> int:
         pitch = self.ranges["PITCH"]
