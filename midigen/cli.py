@@ -115,12 +115,12 @@ def add_evaluate(commands) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
     p.add_argument("--validation-only", action="store_true",
                    help="use only the files the checkpoint held out from training")
-    p.add_argument("--pieces", type=int, default=16, help="pieces to generate from scratch")
+    p.add_argument("--pieces", type=int, default=48, help="pieces to generate from scratch")
     p.add_argument("--notes", type=int, default=2000, help="notes per generated piece")
     p.add_argument("--seed-lengths", default="40,150,500", help="continuations: seed lengths in notes")
     p.add_argument("--continuation-notes", type=int, default=150, help="continuations: new notes per seed")
-    p.add_argument("--seeds-per-piece", type=int, default=3, help="continuations: random seeds per seed")
-    p.add_argument("--key-pieces", type=int, default=24,
+    p.add_argument("--seeds-per-piece", type=int, default=10, help="continuations: random seeds per seed")
+    p.add_argument("--key-pieces", type=int, default=48,
                    help="controls: 30 s pieces from scratch in a chosen key (one per key, cycling; 0: skip)")
     p.add_argument("--temperature", type=float, default=setting("temperature").default)
     p.add_argument("--top-p", type=float, default=setting("top_p").default)

@@ -28,6 +28,8 @@ TONICS = {"c": 0, "b#": 0, "c#": 1, "db": 1, "d": 2, "d#": 3, "eb": 3, "e": 4, "
           "f#": 6, "gb": 6, "g": 7, "g#": 8, "ab": 8, "a": 9, "a#": 10, "bb": 10, "b": 11, "cb": 11}
 DENSITY_LEVELS = ("sparse", "light", "medium", "busy", "dense")
 DENSITY_PERCENTILES = (10, 30, 50, 70, 90)  # of the training passages' notes per beat, one per level
+MAX_PIECES = 1024  # training pieces whose character a checkpoint keeps (``ControlLevels.pieces``)
+TRANSPOSE = 5  # most semitones a character is moved up or down, so that pieces from scratch come in every key
 
 
 def key_index(name: str) -> int:
@@ -82,12 +84,15 @@ class Controls:
 
 @dataclass(frozen=True)
 class ControlLevels:
-    """What named choices mean for a model: a typical profile of a major and a minor key on C, and the
-    notes per beat of each density level. Measured on the training data and kept in the checkpoint."""
+    """What named choices mean for a model, and what it writes from scratch: a typical profile of a major and a
+    minor key on C, the notes per beat of each density level, and the character of training pieces (``pieces``:
+    each one's 12 pitch-class shares, mean pitch and mean velocity). Measured on the training data and kept in the
+    checkpoint."""
 
     major: tuple[float, ...] = tuple(MAJOR_PROFILE / MAJOR_PROFILE.sum())
     minor: tuple[float, ...] = tuple(MINOR_PROFILE / MINOR_PROFILE.sum())
     density: tuple[float, ...] = (1.5, 2.3, 3.2, 4.2, 6.0)
+    pieces: tuple[tuple[float, ...], ...] = ()
 
     def key_profile(self, name: str) -> tuple[float, ...]:
         index = key_index(name)
@@ -99,19 +104,34 @@ class ControlLevels:
             raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {level!r}")
         return self.density[DENSITY_LEVELS.index(level)]
 
+    def character(self, rng: np.random.Generator) -> Controls:
+        """The key profile, register and loudness of a random training piece, transposed by up to ``TRANSPOSE``
+        semitones: what a piece from scratch keeps (its density is left to the model). Nothing is known without
+        ``pieces`` (weights trained before they were kept)."""
+        if not self.pieces:
+            return Controls()
+        *profile, mean_pitch, mean_velocity = self.pieces[rng.integers(len(self.pieces))]
+        shift = int(rng.integers(-TRANSPOSE, TRANSPOSE + 1))
+        return Controls(tuple(np.roll(profile, shift).tolist()), mean_pitch + shift, None, mean_velocity)
+
     def to_dict(self) -> dict:
-        return {"major": list(self.major), "minor": list(self.minor), "density": list(self.density)}
+        return {"major": list(self.major), "minor": list(self.minor), "density": list(self.density),
+                "pieces": [list(piece) for piece in self.pieces]}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ControlLevels:
-        return cls(**{k: tuple(v) for k, v in data.items()}) if data else cls()
+        if not data:
+            return cls()
+        return cls(**{k: tuple(map(tuple, v)) if k == "pieces" else tuple(v) for k, v in data.items()})
 
     @classmethod
-    def measure(cls, passages: Iterable[Controls], clearest: float = 0.1) -> ControlLevels:
+    def measure(cls, passages: Iterable[Controls], pieces: Iterable[Controls] = (),
+                clearest: float = 0.1) -> ControlLevels:
         """Levels from training passages: for each mode, the mean profile of the ``clearest`` share of its
         passages (those whose estimated key stands out most from the next best), rotated to C; and the
         density percentiles. Clear passages make a key asked for unmistakable. The passages are read once,
-        keeping 14 numbers of each."""
+        keeping 14 numbers of each. ``pieces`` (whole training pieces) give the characters, at most
+        ``MAX_PIECES`` of them, spread evenly."""
         from .stats import key_correlations
 
         minor, margins, profiles, density = array("b"), array("d"), array("d"), array("d")
@@ -127,7 +147,11 @@ class ControlLevels:
         for mode, rows in (("major", np.flatnonzero(~is_minor)), ("minor", np.flatnonzero(is_minor))):
             kept = rows[np.argsort(-margins[rows], kind="stable")][: max(1, round(len(rows) * clearest))]
             levels[mode] = tuple(np.mean(profiles[kept], axis=0).tolist()) if len(kept) else getattr(cls(), mode)
-        return cls(levels["major"], levels["minor"], tuple(np.percentile(density, DENSITY_PERCENTILES).tolist()))
+        characters = [tuple(round(x, 4) for x in (*p.profile, p.mean_pitch, p.mean_velocity))
+                      for p in pieces if p.profile is not None]
+        characters = characters[:: -(-len(characters) // MAX_PIECES) or 1]
+        return cls(levels["major"], levels["minor"], tuple(np.percentile(density, DENSITY_PERCENTILES).tolist()),
+                   tuple(characters))
 
 
 @dataclass

@@ -26,7 +26,6 @@ TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
 # How the key is given to the model, both chosen with `midigen evaluate` (README, "The shipped model"):
 KEY_STRENGTH = 1.5  # a key named by the user is stressed 1.5x as hard as in training (``Controls.key_strength``)
-OPENING_NOTES = 32  # from scratch, the notes written freely before the piece keeps their key and character
 
 
 @dataclass(frozen=True)
@@ -131,25 +130,37 @@ class Generator:
             return self.continue_score(request, Score([], request.bpm or 0.0))
         return self.continue_score(request, self.tokenizer.midi_to_score(seed_midi.primed), seed_midi)
 
-    def controls(self, request: GenerationRequest, seed: Score, seed_key: bool = True) -> Controls:
+    def controls(self, request: GenerationRequest, seed: Score) -> Controls:
         """What the model is asked to keep: the seed's key (estimated), register, density and loudness
-        (nothing from scratch), with the key and density the request names instead of the seed's. A key
-        is given as a clear profile of that key measured on the training data (``ControlLevels``);
-        without ``seed_key``, the seed's own pitch-class profile is kept instead."""
-        controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
+        (from scratch, a training piece's character: ``character``), with the key and density the request
+        names instead. A key is given as a clear profile of that key measured on the training data
+        (``ControlLevels``)."""
         if self.checkpoint.model_config.control_size == 0:
             if request.key != "auto" or request.density != "auto":
                 raise ValueError("these weights were trained without key and density controls: "
                                  "use key and density auto, or weights trained by this version of midigen")
             return Controls()
         levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
-        if request.key == "free":
-            controls = controls.replace(profile=None)
-        elif request.key != "auto":  # nothing else to follow from scratch: the key named is stressed harder
-            controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
-        elif controls.profile is not None and seed_key:
+        controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
+        if controls.profile is not None and request.key == "auto":
             estimated = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
             controls = controls.replace(profile=levels.key_profile(estimated))
+        return self.asked(request, controls, levels)
+
+    def character(self, request: GenerationRequest, random_seed: int) -> Controls:
+        """What a piece from scratch keeps: the key profile, register and loudness of a random training piece
+        (``ControlLevels.character``; its density is the model's own), with the key and density the request
+        names instead."""
+        levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
+        return self.asked(request, levels.character(np.random.Generator(np.random.PCG64(random_seed))), levels)
+
+    @staticmethod
+    def asked(request: GenerationRequest, controls: Controls, levels: ControlLevels) -> Controls:
+        """``controls`` with the key and density the request names (``free``: no key)."""
+        if request.key == "free":
+            controls = controls.replace(profile=None)
+        elif request.key != "auto":  # stressed harder than anything in training, so that it wins
+            controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
         if request.density != "auto":
             controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
         return controls
@@ -160,7 +171,6 @@ class Generator:
         tok = self.tokenizer
         random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
         kept = seed_file is not None and not request.continuation_only
-        control = self.controls(request, seed).vector() if not seed.notes else None  # a key or density asked for
         if request.bpm and not kept:
             seed = replace(seed, bpm=request.bpm)
         if not seed.bpm:
@@ -169,15 +179,15 @@ class Generator:
         position = seed.notes[-1].start if seed.notes else 0
         bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
         settings = self._settings(request, position, bpm)
+        target = self.controls(request, seed)  # also refuses a key or density the weights cannot take
         if seed.notes or not self.checkpoint.model_config.control_size:
-            writer = PhraseWriter(self.sampler, self.controls(request, seed)
-                                  if self.checkpoint.model_config.control_size else None, request.repetition,
-                                  self.held_key(request, seed))
+            target = target if self.checkpoint.model_config.control_size else None
+            writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target))
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:
             rows = self._each_variation(request.variations, lambda row: self._from_scratch(
-                request, prompt, settings, random_seed + 1 + row, control))
+                request, prompt, settings, random_seed + 1 + row))
         results = []
         for tokens in rows:
             full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=tok.level_velocities(seed))
@@ -194,40 +204,25 @@ class Generator:
         return results
 
     def _from_scratch(self, request: GenerationRequest, prompt: list[int], settings: SamplingSettings,
-                      random_seed: int, control: np.ndarray | None) -> list[int]:
-        """A piece from scratch. It opens with the model's choice of loudness (its first token is drawn among
-        the VELOCITY tokens: unprompted the model often starts on a note, which then plays at the default
-        velocity, and no piece it learned from does). Its first ``OPENING_NOTES`` notes are written freely; the
-        rest keeps what they chose, as if they were a seed: their key, register, density and loudness (a key or
-        density asked for still wins). Without this a long piece wanders off into unrelated keys."""
-        velocity = self.tokenizer.vocab.kind_ranges()["VELOCITY"]
-        only_velocity = np.full(len(self.tokenizer.vocab), -1e4, dtype=np.float32)
-        only_velocity[velocity.start : velocity.stop] = 0.0
-        first = replace(settings, max_notes=1, max_tokens=1)
-        prompt = prompt + self.sampler.sample(prompt, first, 1, random_seed, 0, control, only_velocity)[0]
-        opening = replace(settings, max_notes=min(settings.max_notes, OPENING_NOTES))
-        opening = self.sampler.sample(prompt, opening, 1, random_seed, 0, control)[0]
-        notes = self.tokenizer.count_notes(opening)
-        if notes < OPENING_NOTES or notes >= settings.max_notes:
-            return prompt[-1:] + opening  # the piece ended within its opening
-        target = self.controls(request, self.tokenizer.tokens_to_score(prompt + opening), seed_key=False)
-        shift = self.tokenizer.vocab.kind_ranges()["SHIFT"]
-        position = sum(t - shift.start + 1 for t in opening if t in shift)
-        rest = replace(settings, max_notes=settings.max_notes - notes,
-                       max_tokens=max(settings.max_tokens - len(opening) - 1, 1))
-        writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(request, Score([])))
-        return prompt[-1:] + opening + writer.write(prompt + opening, rest, random_seed, position)
+                      random_seed: int) -> list[int]:
+        """A piece from scratch, written like a continuation (``PhraseWriter``) that keeps the ``character`` of
+        a training piece, opening at that piece's loudness. Its key is kept through the profile given to the
+        model; only a key named is held by the writer's bias too (holding the character's key that way made the
+        music poorer in pitch)."""
+        target = self.character(request, random_seed)
+        opening = [] if target.mean_velocity is None else [self.tokenizer.vocab.encode(
+            "VELOCITY", self.tokenizer.velocity_level(round(target.mean_velocity)))]
+        key = self.held_key(target) if request.key != "auto" else None
+        writer = PhraseWriter(self.sampler, target, request.repetition, key)
+        rest = replace(settings, max_tokens=max(settings.max_tokens - len(opening), 1))
+        return opening + writer.write(prompt + opening, rest, random_seed, 0)
 
-    def held_key(self, request: GenerationRequest, seed: Score) -> int | None:
-        """The key the writer holds (``phrases.key_bias``; 0-11 major, 12-23 minor): the one named, else the
-        seed's estimated key; none with ``free`` or from scratch (where the opening's own profile, given to
-        the model, keeps its key)."""
-        if request.key == "free" or not self.checkpoint.model_config.control_size:
-            return None
-        if request.key != "auto":
-            return key_index(request.key)
-        profile = Controls.of_score(seed, self.tokenizer.config.steps_per_beat).profile
-        return None if profile is None else estimate_key(np.asarray(profile))
+    @staticmethod
+    def held_key(target: Controls | None) -> int | None:
+        """The key the writer holds (``phrases.key_bias``; 0-11 major, 12-23 minor): that of the profile the model
+        is given (the seed's estimated key, the key named, or a character's); none with ``free``, or for weights
+        without controls."""
+        return None if target is None or target.profile is None else estimate_key(np.asarray(target.profile))
 
     @staticmethod
     def _each_variation(variations: int, write) -> list[list[int]]:

@@ -79,7 +79,7 @@ DENSITIES = (("Auto: the seed's (from scratch, the model's choice)", "auto"),
              *((level.capitalize(), level) for level in DENSITY_LEVELS))
 GM_PROGRAMS = tuple((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128))
 SETTINGS: tuple[Setting, ...] = (
-    Setting("temperature", float, 0.9, "Temperature", "Low: safe and repetitive. High: adventurous.", "slider",
+    Setting("temperature", float, 0.95, "Temperature", "Low: safe and repetitive. High: adventurous.", "slider",
             0.05, 2.0, 0.05, cli="--temperature"),
     Setting("top_p", float, 0.95, "Top-p",
             "Nucleus sampling: keep the most likely choices whose probability adds up to p (1 = plain sampling).",

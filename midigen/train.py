@@ -401,17 +401,20 @@ def train(
 
 
 def control_levels(pieces: list[Piece], tokenizer: Tokenizer, length: int) -> ControlLevels:
-    """Typical key profiles and density levels of the training pieces' windows, measured a piece at a time."""
+    """Typical key profiles and density levels of the training pieces' windows, and each piece's character,
+    measured a piece at a time."""
+    spb = tokenizer.config.steps_per_beat
 
     def passages() -> Iterator[Controls]:
         for piece in pieces:
             notes = TokenNotes.of(piece.tokens, tokenizer)
             for start in range(0, len(piece.tokens), length):
-                controls = notes.controls(start, start + length, tokenizer.config.steps_per_beat)
+                controls = notes.controls(start, start + length, spb)
                 if controls.profile is not None and sum(controls.profile) > 0:
                     yield controls
 
-    return ControlLevels.measure(passages())
+    characters = (TokenNotes.of(piece.tokens, tokenizer).controls(0, len(piece.tokens), spb) for piece in pieces)
+    return ControlLevels.measure(passages(), characters)
 
 
 def save_checkpoint(out, model, tokenizer, config, description, metrics, history, levels=None) -> None:

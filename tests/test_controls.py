@@ -16,6 +16,8 @@ from midigen.controls import (
     CONTROL_SIZE,
     DENSITY_LEVELS,
     KEY_NAMES,
+    MAX_PIECES,
+    TRANSPOSE,
     ControlLevels,
     Controls,
     TokenNotes,
@@ -26,6 +28,7 @@ from midigen.generate import KEY_STRENGTH, GenerationRequest, Generator
 from midigen.sample import NumbaSampler, SamplingSettings, TorchSampler
 from midigen.stats import (
     Character,
+    correlation,
     distances,
     duration_profile,
     estimate_key,
@@ -184,6 +187,30 @@ def test_levels_rotate_key_profiles_and_name_densities():
     assert ControlLevels.measure(iter(passages)) == measured  # read in one pass
 
 
+def test_levels_keep_each_training_pieces_character():
+    pieces = [Controls.of_score(scale_score(t, bars=2, octave=48 + 12 * (t % 2), velocity=20 + 8 * t), 12)
+              for t in range(12)]
+    levels = ControlLevels.measure(pieces, pieces)
+    assert len(levels.pieces) == 12 and ControlLevels.from_dict(levels.to_dict()) == levels
+    assert levels.pieces[3][12:] == (pytest.approx(pieces[3].mean_pitch, abs=1e-4), 44)
+    assert len(ControlLevels.measure(pieces, pieces * 200).pieces) <= MAX_PIECES  # a big collection: spread evenly
+
+
+def test_a_character_is_a_training_piece_moved_to_another_key():
+    piece = Controls.of_score(scale_score(2, bars=2, velocity=96), 12)  # D major
+    levels = ControlLevels(pieces=((*piece.profile, piece.mean_pitch, piece.mean_velocity),))
+    rng = np.random.Generator(np.random.PCG64(5))
+    shifts = set()
+    for _ in range(60):
+        character = levels.character(rng)
+        shift = round(character.mean_pitch - piece.mean_pitch)
+        shifts.add(shift)
+        assert estimate_key(np.asarray(character.profile)) == (2 + shift) % 12  # moved with the register
+        assert character.mean_velocity == 96 and character.notes_per_beat is None  # density: the model's
+    assert shifts == set(range(-TRANSPOSE, TRANSPOSE + 1))
+    assert ControlLevels().character(rng) == Controls()  # weights trained before characters were kept
+
+
 # -- a model that reads controls --------------------------------------------------------------
 
 
@@ -256,6 +283,10 @@ def test_generator_turns_choices_into_controls(controlled, tmp_path):
     assert chosen.notes_per_beat == ControlLevels().density[-1] and chosen.mean_pitch == auto.mean_pitch
     assert generator.controls(GenerationRequest(key="free"), seed).profile is None
     assert generator.controls(GenerationRequest(), Score([])) == Controls()
+    # from scratch: a training piece's character (none kept here), with the key and density named
+    assert generator.character(GenerationRequest(), 3) == Controls()
+    scratch = generator.character(GenerationRequest(key="D major", density="dense"), 3)
+    assert scratch.profile == d_major.profile and scratch.notes_per_beat == ControlLevels().density[-1]
     a = generator.generate(GenerationRequest(notes=20, seconds=None, random_seed=3, key="C major"))[0]
     b = generator.generate(GenerationRequest(notes=20, seconds=None, random_seed=3, key="F# major"))[0]
     assert a.tokens != b.tokens
@@ -303,3 +334,17 @@ def test_shipped_weights_continue_in_the_seed_key(shipped_generator):
     keys = [estimate_key(duration_profile([n.pitch for n in r.continuation.notes],
                                           [n.duration for n in r.continuation.notes])) for r in results]
     assert sum(k == key_index("D major") for k in keys) >= 3, keys
+
+
+def test_shipped_weights_from_scratch_keep_the_character_drawn(shipped_generator):
+    request = GenerationRequest(seconds=20, random_seed=40, variations=6)
+    correlations = []
+    for row, result in enumerate(shipped_generator.generate(request)):
+        character = shipped_generator.character(request, 40 + 1 + row)  # row r samples with random_seed + 1 + r
+        notes = result.continuation.notes
+        profile = duration_profile([n.pitch for n in notes], [n.duration for n in notes])
+        correlations.append(correlation(profile, np.asarray(character.profile)))
+        assert (profile > 0.02).sum() >= 6, row  # no drone: the key is kept through the controls only
+        assert abs(np.mean([n.pitch for n in notes]) - character.mean_pitch) < 4, row
+        assert abs(np.mean([n.velocity for n in notes]) - character.mean_velocity) < 16, row
+    assert np.mean(correlations) > 0.5, correlations  # other pieces' profiles: about 0

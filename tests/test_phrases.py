@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from midigen import phrases
-from midigen.controls import Controls, TokenNotes
+from midigen.controls import KEY_NAMES, Controls, TokenNotes, key_index
 from midigen.generate import GenerationRequest
-from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias, loudness_bias
+from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias
 from midigen.rules import SamplingSettings, grammar_violations
 from midigen.stats import MAJOR_PROFILE, MINOR_PROFILE, estimate_key, ngram_share, score_profile
 from midigen.tokenizer import BOS, Note, Score
@@ -171,21 +171,15 @@ def test_a_named_key_is_kept_over_a_long_piece(shipped_generator):
             assert estimate_key(score_profile(type(score)(part))) == tonic
 
 
-def test_the_key_held_is_the_named_one_or_the_seeds(shipped_generator):
+def test_the_key_held_is_that_of_the_profile_given(shipped_generator):
     scale = (0, 2, 4, 5, 7, 9, 11, 12, 7, 4, 0)
     d_major_seed = Score([Note(62 + step, 12 * i, 12, 80) for i, step in enumerate(scale)], 120)
-    held = shipped_generator.held_key
-    assert held(GenerationRequest(seconds=5), d_major_seed) == 2
-    assert held(GenerationRequest(seconds=5, key="Bb minor"), d_major_seed) == 22
-    assert held(GenerationRequest(seconds=5, key="free"), d_major_seed) is None
-    assert held(GenerationRequest(seconds=5), Score([], 120)) is None  # from scratch: the opening's own
-
-
-def test_loudness_bias_weighs_each_level_by_its_distance(tokenizer):
-    velocity = tokenizer.vocab.kind_ranges()["VELOCITY"]
-    bias = loudness_bias(5, tokenizer)
-    assert list(bias[velocity.start : velocity.stop]) == [-5, -4, -3, -2, -1, 0, -1, -2]
-    assert not bias[: velocity.start].any() and not bias[velocity.stop :].any()
+    held, controls = shipped_generator.held_key, shipped_generator.controls
+    assert held(controls(GenerationRequest(seconds=5), d_major_seed)) == 2
+    assert held(controls(GenerationRequest(seconds=5, key="free"), d_major_seed)) is None
+    assert held(None) is None  # weights without controls
+    for name in KEY_NAMES:
+        assert held(controls(GenerationRequest(seconds=5, key=name), d_major_seed)) == key_index(name)
 
 
 def test_a_piece_keeps_near_its_loudness(shipped_generator):

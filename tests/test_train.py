@@ -92,6 +92,11 @@ def test_training_describes_its_data(trained):
     assert data["validation_files"][0].startswith("scale")
     assert data["train_notes"] == 5 * 64
     assert meta["training"]["sequence_length"] == 32 and meta["training"]["epochs"] == 4
+    # the character of each training piece: what pieces from scratch keep
+    characters = meta["controls"]["pieces"]
+    assert len(characters) == 5 and all(len(c) == 14 for c in characters)
+    assert all(sum(c[:12]) == pytest.approx(1, abs=1e-3) and 21 <= c[12] <= 108 and 1 <= c[13] <= 127
+               for c in characters)
 
 
 def test_resume_continues_from_the_saved_epoch(scales, tmp_path):
