@@ -182,7 +182,8 @@ class Generator:
         target = self.controls(request, seed)  # also refuses a key or density the weights cannot take
         if seed.notes or not self.checkpoint.model_config.control_size:
             target = target if self.checkpoint.model_config.control_size else None
-            writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target))
+            writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target),
+                                  self.held_loudness(target))
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:
@@ -223,6 +224,13 @@ class Generator:
         is given (the seed's estimated key, the key named, or a character's); none with ``free``, or for weights
         without controls."""
         return None if target is None or target.profile is None else estimate_key(np.asarray(target.profile))
+
+    def held_loudness(self, target: Controls | None) -> int | None:
+        """The velocity level a continuation holds (``phrases.loudness_bias``): its seed's. From scratch none is
+        held: the character's loudness is given to the model, and the music may move around it as pieces do."""
+        if target is None or target.mean_velocity is None:
+            return None
+        return self.tokenizer.velocity_level(round(target.mean_velocity))
 
     @staticmethod
     def _each_variation(variations: int, write) -> list[list[int]]:

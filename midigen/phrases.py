@@ -10,6 +10,8 @@ The sampler writes up to the next bar line per call, the GRU state carried from 
 * **holds the key** (the seed's estimated key or one the user names): each pitch is weighted by the
   Krumhansl-Kessler profile of that key (a logit bias that leaves the total weight of notes unchanged,
   ``key_bias``);
+* **holds the loudness** (a seed's): each loudness level is weighed down by its distance from the
+  seed's (``loudness_bias``), so the new music changes level about as seldom as the seed does;
 * **recalls**: at the start of every two-bar phrase from the third on, with probability ``recall``
   (the Repetition setting), an earlier phrase of the new music is played again (never two recalls in
   a row) and the model goes on from it. Real pieces repeat their motifs and sections; without this
@@ -32,6 +34,7 @@ from .stats import MAJOR_PROFILE, MINOR_PROFILE
 BAR_BEATS = 4
 PHRASE_BARS = 2
 KEY_BIAS = 0.75  # logit weight of log(key profile) on pitch tokens (``key_bias``)
+LOUDNESS_HOLD = 1.0  # logit taken from a VELOCITY token per level it lies from the one held (``loudness_bias``)
 REGISTER_OFFSET = 2.0  # semitones asked above the target: the model writes lower than it is asked
 GAIN = 0.5  # share of the remaining error corrected after each bar
 MIN_NOTES = 8  # new notes written before steering starts
@@ -54,6 +57,15 @@ def key_bias(key: int, tokenizer, weight: float = KEY_BIAS) -> np.ndarray:
     classes = (np.arange(len(pitches)) + tokenizer.config.pitch_min) % 12
     bias = np.zeros(len(tokenizer.vocab), dtype=np.float32)
     bias[pitches.start : pitches.stop] = by_class[classes]
+    return bias
+
+
+def loudness_bias(level: int, tokenizer, weight: float = LOUDNESS_HOLD) -> np.ndarray:
+    """Logit bias over the vocabulary holding loudness level ``level``: ``-weight`` per level on each VELOCITY
+    token (a level is only written when it changes, so every change costs, and a far one more)."""
+    bias = np.zeros(len(tokenizer.vocab), dtype=np.float32)
+    velocity = tokenizer.vocab.kind_ranges()["VELOCITY"]
+    bias[velocity.start : velocity.stop] = -weight * np.abs(np.arange(len(velocity)) - level)
     return bias
 
 
@@ -110,18 +122,21 @@ class Played:
 class PhraseWriter:
     """Writes one continuation bar by bar (module docstring). ``target``: the character to keep (None: a
     model without controls, which is neither steered nor given a key); ``recall``: the chance that a phrase is
-    an earlier one played again; ``key``: the key held by ``key_bias`` (0-11 major, 12-23 minor; None: none).
+    an earlier one played again; ``key``: the key held by ``key_bias`` (0-11 major, 12-23 minor; None: none);
+    ``loudness``: the velocity level held by ``loudness_bias`` (None: none).
     """
 
     def __init__(self, sampler: Sampler, target: Controls | None, recall: float = setting("repetition").default,
-                 key: int | None = None):
+                 key: int | None = None, loudness: int | None = None):
         self.sampler = sampler
         self.recall = recall
         self.tokenizer = sampler.tokenizer
         self.ranges = self.tokenizer.vocab.kind_ranges()
         self.bar = BAR_BEATS * self.tokenizer.config.steps_per_beat
         self.target = target
-        self.bias = None if key is None else key_bias(key, self.tokenizer)
+        biases = ([] if key is None else [key_bias(key, self.tokenizer)]) + (
+            [] if loudness is None else [loudness_bias(loudness, self.tokenizer)])
+        self.bias = sum(biases) if biases else None
 
     def write(self, prompt: list[int], settings: SamplingSettings, random_seed: int, position: int) -> list[int]:
         """New tokens after ``prompt``, whose last onset is at grid step ``position``, within ``settings``' limits

@@ -348,3 +348,9 @@ def test_shipped_weights_from_scratch_keep_the_character_drawn(shipped_generator
         assert abs(np.mean([n.pitch for n in notes]) - character.mean_pitch) < 4, row
         assert abs(np.mean([n.velocity for n in notes]) - character.mean_velocity) < 16, row
     assert np.mean(correlations) > 0.5, correlations  # other pieces' profiles: about 0
+
+
+def test_continuations_hold_the_seeds_loudness(shipped_generator):
+    seed = scale_score(2, bars=2, velocity=40)
+    assert shipped_generator.held_loudness(shipped_generator.controls(GenerationRequest(), seed)) == 2
+    assert shipped_generator.held_loudness(None) is None  # weights without controls

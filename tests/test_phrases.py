@@ -7,7 +7,7 @@ import pytest
 from midigen import phrases
 from midigen.controls import KEY_NAMES, Controls, TokenNotes, key_index
 from midigen.generate import GenerationRequest
-from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias
+from midigen.phrases import PHRASE_BARS, PhraseWriter, Steering, key_bias, loudness_bias
 from midigen.rules import SamplingSettings, grammar_violations
 from midigen.stats import MAJOR_PROFILE, MINOR_PROFILE, estimate_key, ngram_share, score_profile
 from midigen.tokenizer import BOS, Note, Score
@@ -15,11 +15,11 @@ from midigen.tokenizer import BOS, Note, Score
 BAR = phrases.BAR_BEATS * 12
 
 
-def write(generator, target, notes=300, random_seed=3, recall=0.35, key=None, **limits):
+def write(generator, target, notes=300, random_seed=3, recall=0.35, key=None, loudness=None, **limits):
     tok = generator.tokenizer
     prompt = [BOS, tok.vocab.encode("TEMPO", tok.tempo_bin(120)), tok.vocab.encode("VELOCITY", 5)]
     settings = SamplingSettings(0.9, 0.95, max_notes=notes, max_tokens=notes * 4 + 64, **limits)
-    return PhraseWriter(generator.sampler, target, recall, key).write(prompt, settings, random_seed, 0)
+    return PhraseWriter(generator.sampler, target, recall, key, loudness).write(prompt, settings, random_seed, 0)
 
 
 def onsets(tokens, tokenizer):
@@ -184,6 +184,14 @@ def test_the_key_held_is_that_of_the_profile_given(shipped_generator):
 
 def test_a_piece_keeps_near_its_loudness(shipped_generator):
     """Held at level 5, the writer seldom leaves it: most notes sound at that level."""
-    tokens = write(shipped_generator, Controls(mean_velocity=shipped_generator.tokenizer.level_velocity(5)), notes=300)
+    tokens = write(shipped_generator, Controls(mean_velocity=shipped_generator.tokenizer.level_velocity(5)), notes=300,
+                   loudness=5)
     notes = TokenNotes.of(np.asarray(tokens), shipped_generator.tokenizer, 5)
     assert np.mean(notes.velocity == shipped_generator.tokenizer.level_velocity(5)) > 0.8
+
+
+def test_loudness_bias_weighs_each_level_by_its_distance(tokenizer):
+    velocity = tokenizer.vocab.kind_ranges()["VELOCITY"]
+    bias = loudness_bias(5, tokenizer)
+    assert list(bias[velocity.start : velocity.stop]) == [-5, -4, -3, -2, -1, 0, -1, -2]
+    assert not bias[: velocity.start].any() and not bias[velocity.stop :].any()
