@@ -73,7 +73,7 @@ class Setting:
         return text if self.automatic is None else f"{self.show(self.automatic)} = {self.automatic_means}, else {text}"
 
 
-KEYS = (("Auto: the seed's key (from scratch, the model's choice)", "auto"), ("Free: no key asked", "free"),
+KEYS = (("Auto: the seed's key (from scratch, a random one)", "auto"), ("Free: no key asked", "free"),
         *((name, name) for name in KEY_NAMES))
 DENSITIES = (("Auto: the seed's (from scratch, the model's choice)", "auto"),
              *((level.capitalize(), level) for level in DENSITY_LEVELS))
