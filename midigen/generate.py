@@ -131,10 +131,9 @@ class Generator:
         return self.continue_score(request, self.tokenizer.midi_to_score(seed_midi.primed), seed_midi)
 
     def controls(self, request: GenerationRequest, seed: Score) -> Controls:
-        """What the model is asked to keep: the seed's key (estimated), register, density and loudness
-        (from scratch, a training piece's character: ``character``), with the key and density the request
-        names instead. A key is given as a clear profile of that key measured on the training data
-        (``ControlLevels``)."""
+        """What a continuation is asked to keep: the seed's key (estimated), register, density and loudness,
+        with the key and density the request names instead (pieces from scratch: ``character``). A key is
+        given as a clear profile of that key measured on the training data (``ControlLevels``)."""
         if self.checkpoint.model_config.control_size == 0:
             if request.key != "auto" or request.density != "auto":
                 raise ValueError("these weights were trained without key and density controls: "
