@@ -165,9 +165,11 @@ class TokenNotes:
     velocity: np.ndarray
 
     @classmethod
-    def of(cls, tokens: np.ndarray, tokenizer: Tokenizer, level_before: int | None = None) -> TokenNotes:
+    def of(cls, tokens: np.ndarray, tokenizer: Tokenizer, level_before: int | None = None,
+           sounding: dict[int, int] | None = None) -> TokenNotes:
         """Read notes straight from tokens (as the decoder would, without merging repeated keys). ``level_before``
-        is the velocity level in force before the first token, for tokens cut from a piece (default: velocity 80)."""
+        is the velocity level in force before the first token, for tokens cut from a piece (default: velocity 80);
+        ``sounding`` the velocity some levels play at (``Tokenizer.level_velocities``; others: their middle)."""
         ranges = tokenizer.vocab.kind_ranges()
         c = tokenizer.config
         tokens = np.asarray(tokens)
@@ -183,7 +185,7 @@ class TokenNotes:
         following = tokens[np.minimum(index + 1, len(tokens) - 1)]
         is_duration = (following >= ranges["DURATION"].start) & (following < ranges["DURATION"].stop)
         duration = np.where(is_duration, following - ranges["DURATION"].start + 1, c.steps_per_beat)
-        velocities = np.array([tokenizer.level_velocity(v) for v in range(c.velocity_levels)])
+        velocities = np.array([(sounding or {}).get(v, tokenizer.level_velocity(v)) for v in range(c.velocity_levels)])
         return cls(index, tokens[index] - ranges["PITCH"].start + c.pitch_min, duration, onset[index],
                    velocities[level[index]])
 

@@ -182,7 +182,7 @@ class Generator:
         if seed.notes or not self.checkpoint.model_config.control_size:
             target = target if self.checkpoint.model_config.control_size else None
             writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target),
-                                  self.held_loudness(target))
+                                  self.held_loudness(target), tok.level_velocities(seed))
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:

@@ -123,17 +123,19 @@ class PhraseWriter:
     """Writes one continuation bar by bar (module docstring). ``target``: the character to keep (None: a
     model without controls, which is neither steered nor given a key); ``recall``: the chance that a phrase is
     an earlier one played again; ``key``: the key held by ``key_bias`` (0-11 major, 12-23 minor; None: none);
-    ``loudness``: the velocity level held by ``loudness_bias`` (None: none).
+    ``loudness``: the velocity level held by ``loudness_bias`` (None: none); ``sounding``: the velocity each level
+    will play at (``Tokenizer.level_velocities`` of the seed), which the loudness is steered on.
     """
 
     def __init__(self, sampler: Sampler, target: Controls | None, recall: float = setting("repetition").default,
-                 key: int | None = None, loudness: int | None = None):
+                 key: int | None = None, loudness: int | None = None, sounding: dict[int, int] | None = None):
         self.sampler = sampler
         self.recall = recall
         self.tokenizer = sampler.tokenizer
         self.ranges = self.tokenizer.vocab.kind_ranges()
         self.bar = BAR_BEATS * self.tokenizer.config.steps_per_beat
         self.target = target
+        self.sounding = sounding
         biases = ([] if key is None else [key_bias(key, self.tokenizer)]) + (
             [] if loudness is None else [loudness_bias(loudness, self.tokenizer)])
         self.bias = sum(biases) if biases else None
@@ -238,7 +240,7 @@ class PhraseWriter:
     def _steer(self, steering: Steering, new: list[int], level: int | None) -> None:
         """Correct ``steering`` by the character of the new music so far (once it has ``MIN_NOTES`` notes);
         ``level``: the velocity level in force before it."""
-        notes = TokenNotes.of(np.asarray(new), self.tokenizer, level)
+        notes = TokenNotes.of(np.asarray(new), self.tokenizer, level, self.sounding)
         if len(notes.index) >= MIN_NOTES:
             steering.correct(self.target, notes.controls(0, len(new), self.tokenizer.config.steps_per_beat))
 

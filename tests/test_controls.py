@@ -170,6 +170,10 @@ def test_token_notes_give_the_controls_of_the_decoded_notes():
     notes = TokenNotes.of(tokens, TOKENIZER)
     middle = notes.index[10], notes.index[20]
     assert notes.controls(*middle, 12).mean_pitch == pytest.approx(np.mean(notes.pitch[10:20]))
+    # levels can sound as a seed played them: the loudness is then measured as it will be heard
+    level = TOKENIZER.velocity_level(70)
+    heard = TokenNotes.of(tokens, TOKENIZER, sounding={level: 66, level + 1: 90})
+    assert set(heard.velocity) == {66} and set(notes.velocity) == {TOKENIZER.level_velocity(level)}
 
 
 def test_levels_rotate_key_profiles_and_name_densities():
