@@ -220,8 +220,8 @@ class Generator:
     @staticmethod
     def held_key(target: Controls | None) -> int | None:
         """The key the writer holds (``phrases.key_bias``; 0-11 major, 12-23 minor): that of the profile the model
-        is given (the seed's estimated key, the key named, or a character's); none with ``free``, or for weights
-        without controls."""
+        is given (the seed's estimated key, or the key named); none with ``free``, or for weights without
+        controls."""
         return None if target is None or target.profile is None else estimate_key(np.asarray(target.profile))
 
     def held_loudness(self, target: Controls | None) -> int | None:
