@@ -185,7 +185,8 @@ class TokenNotes:
         following = tokens[np.minimum(index + 1, len(tokens) - 1)]
         is_duration = (following >= ranges["DURATION"].start) & (following < ranges["DURATION"].stop)
         duration = np.where(is_duration, following - ranges["DURATION"].start + 1, c.steps_per_beat)
-        velocities = np.array([(sounding or {}).get(v, tokenizer.level_velocity(v)) for v in range(c.velocity_levels)])
+        sounding = sounding or {}
+        velocities = np.array([sounding.get(v, tokenizer.level_velocity(v)) for v in range(c.velocity_levels)])
         return cls(index, tokens[index] - ranges["PITCH"].start + c.pitch_min, duration, onset[index],
                    velocities[level[index]])
 

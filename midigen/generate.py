@@ -97,6 +97,7 @@ class Generator:
 
     def __init__(self, weights: str | Path = checkpoint.DEFAULT_WEIGHTS, device: str = "auto"):
         self.checkpoint = checkpoint.load(weights)
+        self.levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
         self.tokenizer = Tokenizer(self.checkpoint.tokenizer_config)
         self.device = resolve_device(device)
         self.sampler = self._make_sampler(self.device)
@@ -139,29 +140,26 @@ class Generator:
                 raise ValueError("these weights were trained without key and density controls: "
                                  "use key and density auto, or weights trained by this version of midigen")
             return Controls()
-        levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
         controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
         if controls.profile is not None and request.key == "auto":
             estimated = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
-            controls = controls.replace(profile=levels.key_profile(estimated))
-        return self.asked(request, controls, levels)
+            controls = controls.replace(profile=self.levels.key_profile(estimated))
+        return self.asked(request, controls)
 
     def character(self, request: GenerationRequest, random_seed: int) -> Controls:
         """What a piece from scratch keeps: the key profile, register and loudness of a random training piece
         (``ControlLevels.character``; its density is the model's own), with the key and density the request
         names instead."""
-        levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
-        return self.asked(request, levels.character(np.random.Generator(np.random.PCG64(random_seed))), levels)
+        return self.asked(request, self.levels.character(np.random.Generator(np.random.PCG64(random_seed))))
 
-    @staticmethod
-    def asked(request: GenerationRequest, controls: Controls, levels: ControlLevels) -> Controls:
+    def asked(self, request: GenerationRequest, controls: Controls) -> Controls:
         """``controls`` with the key and density the request names (``free``: no key)."""
         if request.key == "free":
             controls = controls.replace(profile=None)
         elif request.key != "auto":  # stressed harder than anything in training, so that it wins
-            controls = controls.replace(profile=levels.key_profile(request.key), key_strength=KEY_STRENGTH)
+            controls = controls.replace(profile=self.levels.key_profile(request.key), key_strength=KEY_STRENGTH)
         if request.density != "auto":
-            controls = controls.replace(notes_per_beat=levels.notes_per_beat(request.density))
+            controls = controls.replace(notes_per_beat=self.levels.notes_per_beat(request.density))
         return controls
 
     def continue_score(self, request: GenerationRequest, seed: Score, seed_file: Seed | None = None) -> list[Generated]:
@@ -178,11 +176,12 @@ class Generator:
         position = seed.notes[-1].start if seed.notes else 0
         bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
         settings = self._settings(request, position, bpm)
+        sounding = tok.level_velocities(seed)  # how loud each level plays: as the seed played it
         target = self.controls(request, seed)  # also refuses a key or density the weights cannot take
         if seed.notes or not self.checkpoint.model_config.control_size:
             target = target if self.checkpoint.model_config.control_size else None
             writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target),
-                                  self.held_loudness(target), tok.level_velocities(seed))
+                                  self.held_loudness(target), sounding)
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:
@@ -190,7 +189,7 @@ class Generator:
                 request, prompt, settings, random_seed + 1 + row))
         results = []
         for tokens in rows:
-            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=tok.level_velocities(seed))
+            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=sounding)
             seed_keys = {(n.pitch, n.start) for n in seed.notes}
             continuation = Score([n for n in full.notes if (n.pitch, n.start) not in seed_keys], bpm)
             if kept:
