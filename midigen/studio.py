@@ -46,6 +46,21 @@ class AppLimits:
 
 
 @dataclass
+class Composition:
+    """A request composed (``Studio.compose``): its files not yet written, its audio not yet rendered."""
+
+    results: list[Generated]
+    stems: list[Path]  # each take's files without suffix, in the request's folder
+    midi_paths: list[Path]
+    previews: list[pretty_midi.PrettyMIDI]  # what each take's audio and piano roll play
+    preview_start: float  # where in the MIDI files the previews start (seconds)
+    random_seed: int
+    summary: str  # without the time it was ready in
+    notices: list[str]
+    started: float  # perf_counter() when the request began
+
+
+@dataclass
 class StudioResult:
     """Files and facts of one run, all inside ``folder``."""
 
@@ -86,6 +101,12 @@ class Studio:
             progress: Callable[[float, str], None] | None = None) -> StudioResult:
         """Generate, write and render. ``sample(request, seed) -> (pieces, notices)`` decides where sampling
         runs (``device.ZeroGpuSampler``); by default this studio's generator samples."""
+        return self.finish(self.compose(seed_path, request, sample, progress), progress)
+
+    def compose(self, seed_path, request: GenerationRequest, sample: Callable | None = None,
+                progress: Callable[[float, str], None] | None = None) -> Composition:
+        """The first half of ``run``: the seed read and the music sampled; what will be rendered
+        (``Composition.previews``) is known, so the first take can start to stream."""
         progress = progress or (lambda fraction, message: None)
         started = time.perf_counter()
         self.sweep()
@@ -101,9 +122,7 @@ class Studio:
         sampled = time.perf_counter()
         folder = self.new_folder()
         stems = [folder / f"midigen-{result.random_seed}-{index}" for index, result in enumerate(results, start=1)]
-        midi_paths, audio_paths = [stem.with_suffix(".mid") for stem in stems], []
-        for result, midi_path in zip(results, midi_paths, strict=True):
-            midi_path.write_bytes(result.data)
+        midi_paths = [stem.with_suffix(".mid") for stem in stems]
         kept = seed is not None and not request.continuation_only
         first = results[0]
         if kept and request.bpm:
@@ -115,22 +134,33 @@ class Studio:
                            f"music, at {_clock(preview_start)}; the MIDI file holds the whole piece "
                            f"({_clock(first.seconds)}).")
         previews = [excerpt(result.midi, preview_start, PREVIEW_HELD_NOTES) for result in results]
-        progress(0.5, "Rendering audio")
-        try:
-            audio_paths = self._render(previews, stems)
-        except RenderUnavailable as error:
-            notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
-        progress(0.9, "Drawing the piano roll")
-        roll = pianoroll.roll([pianoroll.of_midi(preview) for preview in previews], preview_start)
-        elapsed = time.perf_counter() - started
         summary = (
             f"{len(first.continuation.notes)} new notes"
             + (f" after {seed.note_count} seed notes" if kept else "")
             + f", {first.seconds:.1f} s at {first.continuation.bpm:.0f} BPM"
             + (f", {len(results)} variations" if len(results) > 1 else "")
-            + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s, ready in {elapsed:.2f} s."
+            + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s"
         )
-        return StudioResult(folder, midi_paths, audio_paths, roll, first.random_seed, summary, notices)
+        return Composition(results, stems, midi_paths, previews, preview_start, first.random_seed, summary, notices,
+                           started)
+
+    def finish(self, composition: Composition, progress: Callable[[float, str], None] | None = None) -> StudioResult:
+        """The second half of ``run``: the MIDI files, audio and piano roll of a ``compose``d request."""
+        progress = progress or (lambda fraction, message: None)
+        notices, audio_paths = list(composition.notices), []
+        for result, midi_path in zip(composition.results, composition.midi_paths, strict=True):
+            midi_path.write_bytes(result.data)
+        progress(0.5, "Rendering audio")
+        try:
+            audio_paths = self._render(composition.previews, composition.stems)
+        except RenderUnavailable as error:
+            notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
+        progress(0.9, "Drawing the piano roll")
+        roll = pianoroll.roll([pianoroll.of_midi(preview) for preview in composition.previews],
+                              composition.preview_start)
+        summary = f"{composition.summary}, ready in {time.perf_counter() - composition.started:.2f} s."
+        return StudioResult(composition.stems[0].parent, composition.midi_paths, audio_paths, roll,
+                            composition.random_seed, summary, notices)
 
     def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path]) -> list[Path]:
         """MP3 files of ``previews`` at ``stems``; LAME encodes one while FluidSynth renders the next."""
