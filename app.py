@@ -12,17 +12,21 @@ import logging
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
 
 from midigen import history, share
+from midigen.live import EndlessLive, LiveHub, PieceStream
+from midigen.render import RenderUnavailable
 from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, to_request
-from midigen.studio import AppLimits, Studio
+from midigen.studio import AppLimits, Composition, Studio
 
 LOG = logging.getLogger("midigen.app")
 SEED_INPUT = "seed_file"
@@ -34,6 +38,8 @@ CSS = """
 """
 WEB = Path(__file__).resolve().parent / "web"
 ROLL_TEMPLATE = '<div class="roll-scroll"><div class="roll-lanes"></div></div>'
+LIVE_TEMPLATE = (WEB / "live.html").read_text()
+STEERING = ("key", "density", "temperature", "repetition")  # the settings an endless session follows as it plays
 # Regenerate from here: without a typed time, the time where the chosen take's player is (web/piano_roll.js).
 REGENERATE_JS = """(steps, take, seconds) => {
   const lane = take ? Number(String(take).replace(/\\D/g, "")) - 1 : 0;
@@ -51,44 +57,131 @@ class AppConfig:
     concurrency: int = 2
     queue_size: int = 16
     output_max_age_s: float = AppLimits.output_max_age_s
+    live_streams: int = 16
+    endless_max_minutes: float = 60.0
 
     @classmethod
     def from_env(cls, env=os.environ) -> AppConfig:
         return cls(float(env.get("MIDIGEN_TIME_LIMIT", cls.time_limit_s)),
                    int(env.get("MIDIGEN_CONCURRENCY", cls.concurrency)),
                    int(env.get("MIDIGEN_QUEUE_SIZE", cls.queue_size)),
-                   float(env.get("MIDIGEN_OUTPUT_MAX_AGE", cls.output_max_age_s)))
+                   float(env.get("MIDIGEN_OUTPUT_MAX_AGE", cls.output_max_age_s)),
+                   int(env.get("MIDIGEN_LIVE_STREAMS", cls.live_streams)),
+                   float(env.get("MIDIGEN_ENDLESS_MAX_MINUTES", cls.endless_max_minutes)))
 
 
 @dataclass
 class Composer:
-    """What ``build_demo`` needs to answer a click: the studio, where sampling runs, and a worker pool."""
+    """What ``build_demo`` needs to answer a click: the studio, where sampling runs, a worker pool, and the live
+    streams (``midigen.live``)."""
 
     studio: Studio
     sample: Callable | None  # sample(request, seed_midi) -> (pieces, notices); None: the studio's CPU generator
     workers: ThreadPoolExecutor
     time_limit_s: float
+    live: LiveHub = field(default_factory=LiveHub)
+    endless_max_minutes: float = 60.0
+    pending: dict[str, Composition] = field(default_factory=dict)  # composed, waiting for their audio (page only)
 
     def compose(self, seed_file, values: dict, progress: Callable[[float, str], None]) -> dict:
-        """The named outputs for one request; any failure becomes a short ``gr.Error``."""
-        try:
+        """The named outputs for one request (the ``/generate`` API); any failure becomes a short ``gr.Error``."""
+        with answering():
             request = to_request(clean_settings(values))
-            job = self.workers.submit(self.studio.run, seed_file, request, self.sample, progress)
-            result = job.result(timeout=self.time_limit_s)
-        except UserError as error:
-            raise gr.Error(str(error), print_exception=False) from None
+            result = self._within_limit(self.studio.run, seed_file, request, self.sample, progress)
+        return self._outputs(result)
+
+    def start(self, seed_file, values: dict, progress: Callable[[float, str], None]) -> tuple[str, dict | None]:
+        """The page's first half of a request: compose it and open a live stream of its first take. Returns the
+        key that ``finish`` takes and the live player's value (None without audio)."""
+        with answering():
+            request = to_request(clean_settings(values))
+            composition = self._within_limit(self.studio.compose, seed_file, request, self.sample, progress)
+        key = os.urandom(12).hex()
+        self.pending = {k: v for k, v in self.pending.items() if time.perf_counter() - v.started < 600}
+        self.pending[key] = composition
+        try:
+            stream_id = self.live.open(PieceStream(composition.previews[0]))
+        except (RenderUnavailable, UserError):  # no audio here, or too many streams: the players come as before
+            return key, None
+        return key, {"url": self.live.url(stream_id), "kind": "piece", "id": stream_id}
+
+    def finish(self, key: str, progress: Callable[[float, str], None]) -> dict:
+        """The page's second half of a request: every take's audio and the piano roll."""
+        composition = self.pending.pop(key, None)
+        if composition is None:
+            raise gr.Error("This result has expired; please generate again.", print_exception=False)
+        with answering():
+            result = self._within_limit(self.studio.finish, composition, progress)
+        return self._outputs(result)
+
+    def start_endless(self, seed_file, values: dict) -> tuple[str, dict]:
+        """Open an endless session with these settings (from scratch, or continuing the seed): its id and the live
+        player's value."""
+        from midigen.endless import EndlessStream
+
+        with answering():
+            request = to_request(clean_settings(values))
+            seed, _ = self.studio.load_seed(seed_file, request.keep_seed_until)
+            endless = self._within_limit(EndlessStream, self.studio.generator, request, seed)
+            try:
+                live = EndlessLive(endless, request.program, self.endless_max_minutes * 60,
+                                   kept_seed=seed is not None and not request.continuation_only)
+                stream_id = self.live.open(live)
+            except RenderUnavailable as error:
+                raise UserError(f"Audio is unavailable on this server ({error}).") from None
+        return stream_id, {"url": self.live.url(stream_id), "kind": "endless", "id": stream_id}
+
+    def steer(self, stream_id: str | None, values: dict) -> None:
+        """Hand changed settings to a playing endless session (from the next bar on)."""
+        stream = self.live.get(stream_id) if stream_id else None
+        if not isinstance(stream, EndlessLive):
+            return
+        with answering():
+            cleaned = clean_settings(values)
+            stream.steer(**{name: cleaned[name] for name in STEERING})
+
+    def stop_endless(self, stream_id: str | None, played: float) -> tuple[Path, str] | None:
+        """End an endless session: the MIDI file of everything played (and the seed, kept), and a summary."""
+        stream = self.live.close(stream_id) if stream_id else None
+        if not isinstance(stream, EndlessLive):
+            return None
+        with answering():
+            played = max(0.0, min(float(played or 0.0), stream.sent))
+            endless = stream.endless
+            path = self.studio.new_folder() / f"midigen-endless-{endless.random_seed}.mid"
+            path.write_bytes(endless.midi_bytes(until=played))
+        return path, (f"Endless session: {played / 60:.1f} minutes played at {endless.bpm:.0f} BPM, random seed "
+                      f"{endless.random_seed}. The MIDI file holds everything played"
+                      + (" after the seed." if stream.kept_seed else "."))
+
+    def _within_limit(self, work: Callable, *args):
+        try:
+            return self.workers.submit(work, *args).result(timeout=self.time_limit_s)
         except FutureTimeout:
-            raise gr.Error("This took too long; please try a shorter length.", print_exception=False) from None
-        except Exception:
-            LOG.exception("generation failed")
-            raise gr.Error("Something went wrong while composing; please try again.",
-                           print_exception=False) from None
+            raise UserError("This took too long; please try a shorter length.") from None
+
+    @staticmethod
+    def _outputs(result) -> dict:
         audio = [str(p) for p in result.audio_paths]
         outputs = {f"audio_{i}": path for i, path in enumerate(audio, start=1)}
         outputs.update(midi_files=[str(p) for p in result.midi_paths], piano_roll=result.roll,
                        summary=result.summary + "".join(f"\n\n{n}" for n in result.notices),
                        random_seed=result.random_seed)
         return {name: outputs.get(name) for name in OUTPUT_NAMES}
+
+
+@contextmanager
+def answering():
+    """Failures of a click as short messages: a ``UserError`` as it is, anything else as one sentence (logged)."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except UserError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    except Exception:
+        LOG.exception("generation failed")
+        raise gr.Error("Something went wrong while composing; please try again.", print_exception=False) from None
 
 
 def with_parameters(fn: Callable, names: tuple[str, ...]) -> Callable:
@@ -256,6 +349,40 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
         outputs = composer.compose(seed_file, values, lambda fraction, message: progress(fraction, desc=message))
         return [outputs[name] for name in OUTPUT_NAMES]
 
+    def start(values: dict, progress=None) -> tuple[str, dict | None]:
+        """The page's Generate: compose, and start streaming the first take (``Composer.start``)."""
+        seed_file = values.pop(SEED_INPUT)
+        return composer.start(seed_file, values, lambda fraction, message: progress(fraction, desc=message))
+
+    def finish(key: str, progress=gr.Progress()) -> list:
+        """The rest of the page's Generate: the players, downloads and piano roll."""
+        outputs = composer.finish(key, lambda fraction, message: progress(fraction, desc=message))
+        return [outputs[name] for name in OUTPUT_NAMES]
+
+    def start_endless(*values) -> tuple:
+        """Play on: an endless session with the settings on the page."""
+        named = dict(zip((SEED_INPUT, *NAMES), values, strict=True))
+        stream_id, live_value = composer.start_endless(named.pop(SEED_INPUT), named)
+        return stream_id, live_value, gr.Button(visible=False), gr.Button(visible=True)
+
+    def endless_api(values: dict, progress=None) -> str:
+        """Start an endless stream with these settings; returns its address (relative to the page) for HTTP GET:
+        frames of a JSON header and MP3 audio (``midigen.live``), playing until the client goes away."""
+        _, live_value = composer.start_endless(values.pop(SEED_INPUT), values)
+        return live_value["url"]
+
+    def steer(stream_id, *values) -> None:
+        composer.steer(stream_id, dict(zip(STEERING, values, strict=True)))
+
+    def stop_endless(stream_id, played) -> tuple:
+        """Stop: the session's MIDI offered for download."""
+        stopped = composer.stop_endless(stream_id, played)
+        buttons = gr.Button(visible=True), gr.Button(visible=False)
+        if stopped is None:
+            return None, None, gr.skip(), gr.skip(), *buttons
+        path, text = stopped
+        return None, None, [str(path)], text, *buttons
+
     def show_players(*audio):
         """One player per variation that has audio (the first always)."""
         return [gr.Audio(visible=index == 0 or value is not None) for index, value in enumerate(audio)]
@@ -317,6 +444,11 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                                           interactive=False, buttons=["copy"], scale=3, elem_id="share-link")
             with gr.Column(scale=2, min_width=300):
                 summary = gr.Markdown(notice, label="Summary")
+                with gr.Row():
+                    endless_button = gr.Button("Play on (endless)", size="sm", elem_id="endless")
+                    stop_button = gr.Button("Stop", size="sm", variant="stop", visible=False, elem_id="stop")
+                live = gr.HTML(None, html_template=LIVE_TEMPLATE, css_template=(WEB / "live.css").read_text(),
+                               js_on_load=(WEB / "live.js").read_text(), elem_id="live")
                 players = [gr.Audio(label=f"Variation {i + 1}", type="filepath", interactive=False, visible=i == 0,
                                     elem_classes="player", elem_id=f"player-{i + 1}") for i in range(max_variations)]
                 gr.Markdown("Piano roll: seed in blue, new notes in orange, one lane per variation. "
@@ -326,15 +458,38 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                 midi_files = gr.File(label="Download MIDI", file_count="multiple", interactive=False)
         inputs = [seed_file, *(settings[name] for name in NAMES)]
         outputs = [*players, midi_files, roll, summary, settings["random_seed"]]
-        api = with_parameters(generate, (SEED_INPUT, *NAMES))
         private = {"api_visibility": "private"}
-        generated = generate_button.click(api, inputs, outputs, api_name="generate")
-        continued = continue_button.click(handlers.continue_from, [steps, take], [seed_file, settings["keep_seed"]],
-                                          **private).success(api, inputs, outputs, **private)
-        regenerated = regenerate_button.click(
+        # The API answers with whole files; the page hears the first take while the rest is rendered.
+        api_only = gr.Button(visible=False)
+        api_only.click(with_parameters(generate, (SEED_INPUT, *NAMES)), inputs, outputs, api_name="generate")
+        pending, live_id = gr.State(None), gr.State(None)
+        stream_address = gr.Textbox(visible=False)
+        gr.Button(visible=False).click(with_parameters(endless_api, (SEED_INPUT, *NAMES)), inputs, stream_address,
+                                       api_name="endless", concurrency_id="live", concurrency_limit=4)
+
+        def streamed(trigger):
+            """After ``trigger`` (a button, or an event that must succeed first): compose with a live stream of the
+            first take, then the rest of the result."""
+            after = trigger.click if isinstance(trigger, gr.Button) else trigger.success
+            return after(with_parameters(start, (SEED_INPUT, *NAMES)), inputs, [pending, live], show_progress="minimal",
+                         **private).success(finish, [pending], outputs, **private)
+
+        generated = streamed(generate_button)
+        continued = streamed(continue_button.click(handlers.continue_from, [steps, take],
+                                                   [seed_file, settings["keep_seed"]], **private))
+        regenerated = streamed(regenerate_button.click(
             handlers.regenerate_from, [steps, take, settings["keep_seed_until"]],
             [seed_file, settings["keep_seed"], settings["randomize"], settings["keep_seed_until"]],
-            js=REGENERATE_JS, **private).success(api, inputs, outputs, **private)
+            js=REGENERATE_JS, **private))
+        endless_button.click(start_endless, inputs, [live_id, live, endless_button, stop_button],
+                             concurrency_id="live", concurrency_limit=4, **private)
+        stop_button.click(stop_endless, [live_id, live], [live_id, live, midi_files, summary, endless_button,
+                                                          stop_button],
+                          js="(id, value) => [id, window.midigenLive ? window.midigenLive.stop() : 0]",
+                          concurrency_id="live", **private)
+        for name in STEERING:
+            settings[name].change(steer, [live_id, *(settings[n] for n in STEERING)], None, show_progress="hidden",
+                                  trigger_mode="always_last", concurrency_id="live", **private)
         for event in (generated, continued, regenerated):
             event.then(lambda: 0, None, [settings["keep_seed_until"]], **private)  # a cut applies to one request
             event.success(show_players, players, players, **private).success(
@@ -374,6 +529,7 @@ def gpu_sampler(generator, placement: str) -> tuple[Callable | None, str]:
 
 def main() -> None:
     """Load the weights, decide where sampling runs, warm up and serve the page."""
+    from midigen.audio_stream import warm_synths
     from midigen.checkpoint import DEFAULT_WEIGHTS, CheckpointError
     from midigen.device import sampling_placement
     from midigen.examples import write_examples
@@ -398,13 +554,16 @@ def main() -> None:
     studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen",
                     limits=AppLimits(output_max_age_s=config.output_max_age_s))
     composer = Composer(studio, sample, ThreadPoolExecutor(config.concurrency, thread_name_prefix="midigen"),
-                        config.time_limit_s)
+                        config.time_limit_s, LiveHub(config.live_streams), config.endless_max_minutes)
     examples = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", generator.tokenizer)
     audio_ok, audio_message = audio_available()
     demo = build_demo(composer, examples, "" if audio_ok else f"Audio is unavailable on this server: {audio_message}")
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
+    if audio_ok:
+        warm_synths(2)  # the first live streams start without making a synthesizer
     demo.launch(max_file_size="1mb", css=CSS, theme=gr.themes.Soft(),
-                server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"))
+                server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+                app_kwargs={"routes": [composer.live.route()]})  # before Gradio's own routes
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """midigen performance benchmarks: sampling, variations, rendering, the web app end to end, seeds, GPU,
-training, MIDI loading, prepare, training memory.
+training, MIDI loading, prepare, training memory, live music (first sound, endless listeners).
 
     .venv/bin/python benchmarks/run.py            # every section (a few minutes)
     .venv/bin/python benchmarks/run.py --quick    # a smoke run of every section at toy sizes (no targets)
@@ -693,8 +693,131 @@ def training_memory(tokenizer: Tokenizer, data: Path, quick: bool) -> list[Row]:
     return rows
 
 
+# -- live: first sound in the browser, endless listeners -------------------------------------------
+
+
+def endless_cost(generator: Generator, minutes: float) -> dict[str, float]:
+    """CPU seconds of this process per minute of endless music (writing, synthesis, MP3), in-process."""
+    from midigen.endless import EndlessStream
+    from midigen.live import EndlessLive
+
+    live = EndlessLive(EndlessStream(generator, GenerationRequest(seconds=1, random_seed=1)), 0, minutes * 60)
+    audio, last, started = 0, False, time.process_time()
+    while not last:
+        data, last = live.next_frame()
+        audio += len(data)
+    live.close()
+    cpu = time.process_time() - started
+    return {"cpu_per_minute": cpu / minutes, "mb_per_minute": audio / MB / minutes}
+
+
+FIRST_SOUND = """() => window.midigenLive && window.midigenLive.firstSound.length > window.__heard"""
+SUMMARY_TEXT = """() => [...document.querySelectorAll('[data-testid=markdown]')].map(e => e.innerText)
+                          .find(t => t.includes('ready in')) || ''"""
+NEW_SUMMARY = f"(before) => {{ const text = ({SUMMARY_TEXT})(); return text && text !== before; }}"
+
+
+def first_sounds(url: str, requests: list[tuple[int, int]], tries: int) -> dict[tuple[int, int], float]:
+    """Median milliseconds from the click on Generate to the live player's first sound, in Chromium, for each
+    (seconds, variations); the requests take turns, so the machine's drift touches them alike."""
+    from app_testkit import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+
+    clock = ("window.__click = 0; document.addEventListener('click', e => { if (e.target.closest('button')) "
+             "window.__click = performance.now(); }, true);")
+    times: dict[tuple[int, int], list[float]] = {request: [] for request in requests}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.add_init_script(clock)
+        page.goto(url)
+        generate = page.get_by_role("button", name="Generate", exact=True)
+        generate.wait_for()
+        for attempt in range(tries + 1):  # the first round warms up
+            for seconds, variations in requests:
+                for label, value in (("Length (seconds)", seconds), ("Variations", variations)):
+                    box = page.get_by_label(f"number input for {label}")
+                    box.fill(str(value))
+                    box.press("Enter")
+                page.evaluate("() => { window.__heard = (window.midigenLive || {firstSound: []}).firstSound.length; }")
+                before = page.evaluate(SUMMARY_TEXT)
+                generate.click()
+                page.wait_for_function(FIRST_SOUND, timeout=60_000)
+                heard = page.evaluate("() => window.midigenLive.firstSound.at(-1) - window.__click")
+                page.wait_for_function(NEW_SUMMARY, arg=before, timeout=60_000)
+                if attempt:
+                    times[(seconds, variations)].append(heard)
+        browser.close()
+    return {request: statistics.median(values) for request, values in times.items()}
+
+
+def listen(url: str, seconds: float, stop: threading.Event) -> int:
+    """One endless listener: start a stream through the ``/endless`` API and read it for ``seconds``; bytes read."""
+    import httpx
+    from gradio_client import Client
+
+    address = Client(url, verbose=False, ssl_verify=False).predict(api_name="/endless")
+    received, ended = 0, time.monotonic() + seconds
+    with httpx.stream("GET", url + address, timeout=30) as response:
+        for chunk in response.iter_raw():
+            received += len(chunk)
+            if time.monotonic() > ended or stop.is_set():
+                break
+    return received
+
+
+def live(generator: Generator, weights: Path, quick: bool) -> list[Row]:
+    """First sound of Generate in the browser against the length asked; endless CPU per listener-minute; /generate
+    latency with and without endless listeners, in one run."""
+    cost = endless_cost(generator, 0.5 if quick else 10.0)
+    rows = [
+        Row("live", "endless: CPU per minute of music (write, synthesize, MP3; in-process)", cost["cpu_per_minute"],
+            "s"),
+        Row("live", "endless: listeners one core holds (in-process)", 60 / cost["cpu_per_minute"], "", "" if quick
+            else ">= 50"),
+        Row("live", "endless: stream size", cost["mb_per_minute"], "MB/min"),
+    ]
+    if quick:
+        return [*rows, Row("live", "browser and server figures", "skipped in --quick (starts a server)")]
+    with tempfile.TemporaryDirectory() as folder, running_app(Path(folder), {"MIDIGEN_WEIGHTS": str(weights)}) as app:
+        url = app.url
+        sounds = first_sounds(url, [(5, 1), (30, 1), (60, 1), (60, 4)], tries=5)
+        rows += [Row("live", f"first sound after the click, {s} s x {v} (Chromium, median of 5)", ms, "ms",
+                     "<= 500" if v == 1 else "") for (s, v), ms in sounds.items()]
+        rows.append(Row("live", "first sound, 60 s / 5 s", sounds[(60, 1)] / sounds[(5, 1)], "x", "<= 1.3"))
+
+        server = psutil.Process(app.pid)
+        timed_requests(url, 2)
+        with ThreadPoolExecutor(4) as pool:
+            alone = [r[0] for batch in pool.map(lambda _: timed_requests(url, 6), range(4)) for r in batch]
+        idle_before = sum(server.cpu_times()[:2])
+        time.sleep(20)
+        idle = sum(server.cpu_times()[:2]) - idle_before
+        stop = threading.Event()
+        with ThreadPoolExecutor(8) as pool:
+            listeners = [pool.submit(listen, url, 600, stop) for _ in range(4)]
+            time.sleep(3)  # the streams are playing
+            busy_before = sum(server.cpu_times()[:2])
+            time.sleep(20)
+            busy = sum(server.cpu_times()[:2]) - busy_before
+            shared = [r[0] for batch in pool.map(lambda _: timed_requests(url, 6), range(4)) for r in batch]
+            stop.set()
+            received = [job.result() for job in listeners]
+    per_listener_minute = (busy - idle) / 4 / (20 / 60)
+    p95_alone, p95_shared = float(np.percentile(alone, 95)), float(np.percentile(shared, 95))
+    return rows + [
+        Row("live", "endless: server CPU per listener-minute (4 listeners over 20 s, less idle)", per_listener_minute,
+            "s"),
+        Row("live", "endless: listeners one core holds (server)", 60 / max(per_listener_minute, 1e-9), "", ">= 50"),
+        Row("live", "/generate 30 s, 4 clients: p95 alone", p95_alone, "s"),
+        Row("live", "/generate 30 s, 4 clients: p95 with 4 endless listeners", p95_shared, "s"),
+        Row("live", "  ratio", p95_shared / p95_alone, "x", "<= 1.5"),
+        Row("live", "endless listeners: bytes each", statistics.median(received) / MB, "MB"),
+    ]
+
+
 SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "seeds", "gpu", "training", "midi_io", "parallel",
-            "prepare", "training_memory")
+            "prepare", "training_memory", "live")
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -758,6 +881,7 @@ def main() -> None:
     rows += section("parallel", lambda: parallel_training(ck, args.quick)) or []
     rows += section("prepare", lambda: prepare_speed(args.data, args.quick)) or []
     rows += section("training_memory", lambda: training_memory(tokenizer, args.data, args.quick)) or []
+    rows += section("live", lambda: live(generator, weights, args.quick)) or []
     print(f"midigen benchmarks ({'quick' if args.quick else 'full'}; {described}; {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print_table(rows)

@@ -15,7 +15,10 @@ if (!state.hooked) {
     const made = create.call(this, tag, ...rest);
     if (made instanceof HTMLMediaElement) {
       state.media.push(made);
-      made.addEventListener("play", () => { state.lastPlayed = made; });
+      made.addEventListener("play", () => {
+        state.lastPlayed = made;
+        window.dispatchEvent(new CustomEvent("midigen-play", {detail: made}));  // the live player pauses
+      });
     }
     return made;
   };
@@ -82,7 +85,9 @@ function playerButton(index, label) {
 
 function seek(index, seconds) {
   const media = state.laneMedia[index];
-  if (media) { media.currentTime = seconds; follow(); return; }
+  const live = window.midigenLive && window.midigenLive.audio;
+  if (media && media !== live) { media.currentTime = seconds; follow(); return; }
+  if (media) { live.pause(); delete state.laneMedia[index]; }  // the take's own player takes over from the stream
   state.pendingSeek = {index, seconds};  // applied once that player starts
   const play = playerButton(index, "Play");
   if (play) play.click();
@@ -102,6 +107,12 @@ state.playing = index => {
     state.lastPlayed.currentTime = state.pendingSeek.seconds;
     state.pendingSeek = null;
   }
+  follow();
+};
+
+// The live player (web/live.js) plays lane `index` while the take's own player is not yet used.
+state.attach = (index, media) => {
+  state.laneMedia[index] = media;
   follow();
 };
 

@@ -1,5 +1,8 @@
 """The page in a real browser (Playwright on Debian's chromium): upload, Generate, listen,
-download, Continue, Back, errors, and the layout at phone width.
+download, Continue, Back, errors, the layout at phone width, and live music: Generate sounds before its
+result is complete, and the endless mode plays, follows a key change and hands over everything played.
+Live times are the page's own clock (``performance.now()``), from the click to the live player's first
+"playing" event.
 
 Screenshots are test artefacts: they go to ``test-artifacts/screenshots`` (or MIDIGEN_SCREENSHOT_DIR),
 at 1280 px and at 390 px (a phone), to be opened and looked at.
@@ -13,6 +16,7 @@ import shutil
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from app_testkit import CHROMIUM, CHROMIUM_ARGS, audio_facts, find_note, midi_facts, summary_counts
 
@@ -403,3 +407,94 @@ def test_regenerate_from_a_time_keeps_every_note_before_it(page, tmp_path):
     later = [note for note in first.notes if note[1] >= 12.5]
     assert [note for note in piece.notes if note[1] >= 12.5] != later, "the rest was not composed again"
     page.wait_for_function("(e) => e.value === '0'", arg=cut_at.element_handle())  # the cut was for one request
+
+
+# -- live music ---------------------------------------------------------------------------------
+CLICK_CLOCK = """
+window.__clicks = {};
+document.addEventListener('click', event => {
+  const button = event.target.closest('button');
+  if (button) window.__clicks[button.textContent.trim()] = performance.now();
+}, true);
+window.__summaryAt = null;
+new MutationObserver(() => {
+  const shown = [...document.querySelectorAll('[data-testid=markdown]')].some(e => /\\d+ new notes/.test(e.innerText));
+  if (shown && window.__summaryAt === null) window.__summaryAt = performance.now();
+}).observe(document, {subtree: true, childList: true, characterData: true});
+"""
+LIVE_STATE_IS = ("(state) => { const e = document.querySelector('#live [data-state]'); "
+                 "return e && e.dataset.state === state; }")
+C_MAJOR = {0, 2, 4, 5, 7, 9, 11}
+F_SHARP_MAJOR = {6, 8, 10, 11, 1, 3, 5}
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_label(label, exact=True).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def set_length(page, seconds: int) -> None:
+    box = page.get_by_label("number input for Length (seconds)")
+    box.fill(str(seconds))
+    box.press("Enter")
+
+
+def first_sound_after(page, button: str) -> float:
+    """Milliseconds from the click on ``button`` to the live player's first sound."""
+    page.wait_for_function("() => window.midigenLive && window.midigenLive.firstSound.length > 0", timeout=TIMEOUT_MS)
+    return page.evaluate(f"() => window.midigenLive.firstSound[0] - window.__clicks[{button!r}]")
+
+
+def test_generate_sounds_before_the_result_is_complete_and_the_player_holds_it_all(page):
+    page.add_init_script(CLICK_CLOCK)
+    page.reload()
+    set_length(page, 60)
+    page.get_by_label("number input for Variations").fill("2")
+    page.get_by_label("number input for Variations").press("Enter")
+    click(page, "Generate")
+    sound = first_sound_after(page, "Generate")
+    page.wait_for_function(SUMMARY, arg=None, timeout=TIMEOUT_MS)
+    complete = page.evaluate("() => window.__summaryAt - window.__clicks['Generate']")
+    assert 0 < sound < complete, (sound, complete)  # heard while the takes were still being rendered
+
+    player = wait_for_audio(page)
+    page.wait_for_function(LIVE_STATE_IS, arg="ended", timeout=90_000)
+    streamed = page.evaluate("() => window.midigenLive.audio.duration")
+    assert abs(streamed - player["duration"]) < 0.3, (streamed, player)  # the player holds the whole take
+    assert player["duration"] > 55
+
+
+def test_endless_plays_on_follows_a_key_change_and_stop_offers_what_was_played(browser, midigen_app, tmp_path):
+    page = open_page(browser, midigen_app.url, viewport={"width": 1280, "height": 900})
+    try:
+        page.add_init_script(CLICK_CLOCK)
+        page.reload()
+        page.get_by_role("button", name="Generate", exact=True).wait_for()
+        choose(page, "Key", "C major")
+        click(page, "Play on (endless)")
+        sound = first_sound_after(page, "Play on (endless)")
+        assert sound < 5000
+        page.evaluate("() => { window.__stalls = 0; window.midigenLive.audio.addEventListener('waiting', "
+                      "() => window.__stalls++); }")
+        page.wait_for_function("() => window.midigenLive.audio.currentTime > 8", timeout=TIMEOUT_MS)
+        choose(page, "Key", "F# major")
+        changed = page.evaluate("() => window.midigenLive.audio.currentTime")
+        page.wait_for_function("() => window.midigenLive.audio.currentTime > 22", timeout=TIMEOUT_MS)
+        assert page.evaluate("() => window.__stalls") == 0  # no gap while it played
+        click(page, "Stop")
+        page.wait_for_function(LIVE_STATE_IS, arg="stopped", timeout=TIMEOUT_MS)
+        played = page.evaluate("() => window.midigenLive.endlessAt")
+        page.get_by_text("Endless session").wait_for()
+        _, midi = download_midi(page, tmp_path)
+    finally:
+        page.context.close()
+
+    starts = np.array([start for _, start, _ in midi.notes])
+    assert starts.max() <= played + 0.01 and starts.max() > played - 4  # everything played, and no more
+    bar = 4 * 60 / midi.tempo
+    classes = np.array([pitch % 12 for pitch, _, _ in midi.notes])
+    before = classes[starts < changed]
+    after = classes[starts > changed + 2 * bar]  # heard within two bars of the change
+    assert len(before) > 10 and len(after) > 10
+    assert np.isin(before, list(C_MAJOR)).mean() > 0.8
+    assert np.isin(after, list(F_SHARP_MAJOR)).mean() > 0.8
