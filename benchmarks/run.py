@@ -715,6 +715,9 @@ FIRST_SOUND = """() => window.midigenLive && window.midigenLive.firstSound.lengt
 SUMMARY_TEXT = """() => [...document.querySelectorAll('[data-testid=markdown]')].map(e => e.innerText)
                           .find(t => t.includes('ready in')) || ''"""
 NEW_SUMMARY = f"(before) => {{ const text = ({SUMMARY_TEXT})(); return text && text !== before; }}"
+# Every player has decoded its audio and drawn it (WaveSurfer shows a duration): the page is idle again.
+PLAYERS_DRAWN = """(count) => [...document.querySelectorAll('time')].map(t => t.textContent.trim())
+                                .filter(t => /^[0-9]+:[0-9]+$/.test(t) && t !== '0:00').length >= count"""
 
 
 def first_sounds(url: str, requests: list[tuple[int, int]], tries: int) -> dict[tuple[int, int], float]:
@@ -739,12 +742,15 @@ def first_sounds(url: str, requests: list[tuple[int, int]], tries: int) -> dict[
                     box = page.get_by_label(f"number input for {label}")
                     box.fill(str(value))
                     box.press("Enter")
-                page.evaluate("() => { window.__heard = (window.midigenLive || {firstSound: []}).firstSound.length; }")
+                # as a listener would: the last piece paused, then Generate
+                page.evaluate("() => { const live = window.midigenLive || {firstSound: []}; "
+                              "if (live.audio) live.audio.pause(); window.__heard = live.firstSound.length; }")
                 before = page.evaluate(SUMMARY_TEXT)
                 generate.click()
                 page.wait_for_function(FIRST_SOUND, timeout=60_000)
                 heard = page.evaluate("() => window.midigenLive.firstSound.at(-1) - window.__click")
                 page.wait_for_function(NEW_SUMMARY, arg=before, timeout=60_000)
+                page.wait_for_function(PLAYERS_DRAWN, arg=variations, timeout=60_000)
                 if attempt:
                     times[(seconds, variations)].append(heard)
         browser.close()
@@ -756,7 +762,7 @@ def listen(url: str, seconds: float, stop: threading.Event) -> int:
     import httpx
     from gradio_client import Client
 
-    address = Client(url, verbose=False, ssl_verify=False).predict(api_name="/endless")
+    address = Client(url, verbose=False, ssl_verify=False).predict(seed_file=None, api_name="/endless")
     received, ended = 0, time.monotonic() + seconds
     with httpx.stream("GET", url + address, timeout=30) as response:
         for chunk in response.iter_raw():

@@ -1,4 +1,4 @@
-"""Command line: ``python -m midigen {prepare,train,generate,evaluate,roundtrip,render}``."""
+"""Command line: ``python -m midigen {prepare,train,generate,endless,evaluate,roundtrip,render}``."""
 
 from __future__ import annotations
 
@@ -59,38 +59,51 @@ def add_generate(commands) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint path without suffix")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--notes", type=int, help="number of new notes (instead of --seconds)")
-    for spec in SETTINGS:  # the request's settings, as the page and the API have them
-        if spec.cli:
-            group = length if spec.name == "seconds" else p
-            bound = "" if spec.app_only else f"{spec.range_text}; "
-            shown = "random" if spec.name == "random_seed" else spec.show(spec.default)
-            group.add_argument(spec.cli, dest=spec.name, type=spec.kind,
-                               help=f"{spec.help.rstrip('.')} ({bound}default {shown})")
+    add_setting_flags(p, [spec.name for spec in SETTINGS], length)
     p.add_argument("--continuation-only", action="store_true", help="leave the seed out of the output")
     p.add_argument("--audio", help="also render audio to this file (.mp3 or .wav)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
+def add_setting_flags(p, names: list[str], length=None) -> None:
+    """A flag for each of the settings ``names`` that has one, as the page and the API have them (``seconds`` in
+    the ``length`` group)."""
+    for spec in SETTINGS:
+        if spec.cli and spec.name in names:
+            group = length if spec.name == "seconds" else p
+            bound = "" if spec.app_only else f"{spec.range_text}; "
+            shown = "random" if spec.name == "random_seed" else spec.show(spec.default)
+            group.add_argument(spec.cli, dest=spec.name, type=spec.kind,
+                               help=f"{spec.help.rstrip('.')} ({bound}default {shown})")
+
+
 def request_from_args(args):
-    """The ``GenerationRequest`` of ``generate``'s flags: the settings' defaults, no caps on length."""
-    given = {s.name: getattr(args, s.name) for s in SETTINGS if s.cli and getattr(args, s.name) is not None}
+    """The ``GenerationRequest`` of ``generate``'s (or ``endless``'s) flags: the settings' defaults, no caps on
+    length."""
+    given = {s.name: getattr(args, s.name, None) for s in SETTINGS if s.cli}
     given = {name: clean_choice(BY_NAME[name], value) if BY_NAME[name].kind is str else value
-             for name, value in given.items()}
-    values = {**defaults(), **given, "randomize": args.random_seed is None, "keep_seed": not args.continuation_only}
+             for name, value in given.items() if value is not None}
+    values = {**defaults(), **given, "randomize": args.random_seed is None,
+              "keep_seed": not getattr(args, "continuation_only", False)}
     request = to_request(values)
-    return request if args.notes is None else replace(request, notes=args.notes, seconds=None)
+    notes = getattr(args, "notes", None)
+    return request if notes is None else replace(request, notes=notes, seconds=None)
+
+
+def read_seed(path: str, request):
+    """The seed file a command continues (cut at ``request.keep_seed_until``)."""
+    from .midi_io import MidiLimits, read_midi
+    from .splice import Seed, cut
+
+    file = read_midi(path, MidiLimits(max_bytes=64 << 20, max_notes=10**7))
+    return Seed(cut(file, request.keep_seed_until) if request.keep_seed_until else file)
 
 
 def run_generate(args) -> None:
     from .generate import Generator
-    from .midi_io import MidiLimits, read_midi
-    from .splice import Seed, cut
 
     request = request_from_args(args)
-    seed = None
-    if args.seed_midi:
-        file = read_midi(args.seed_midi, MidiLimits(max_bytes=64 << 20, max_notes=10**7))
-        seed = Seed(cut(file, request.keep_seed_until) if request.keep_seed_until else file)
+    seed = read_seed(args.seed_midi, request) if args.seed_midi else None
     results = Generator(args.weights, args.device).generate(request, seed)
     out = Path(args.out)
     for index, result in enumerate(results, start=1):
@@ -108,6 +121,68 @@ def run_generate(args) -> None:
             print(f"{audio}: audio")
 
 
+ENDLESS_SETTINGS = ["temperature", "top_p", "bpm", "program", "random_seed", "key", "density", "repetition"]
+STEERABLE = ("key", "density", "temperature", "repetition")
+
+
+def add_endless(commands) -> None:
+    p = commands.add_parser("endless", help="an endless stream of new music, steered as it goes, written as fast as "
+                                           "the machine allows: its first MINUTES as one MIDI file")
+    p.add_argument("--minutes", type=float, required=True, help="minutes of new music to write")
+    p.add_argument("--out", required=True, help="output .mid path")
+    p.add_argument("--seed-midi", help="MIDI file to continue (kept in the output, as generate keeps it)")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint path without suffix")
+    add_setting_flags(p, ENDLESS_SETTINGS)
+    p.add_argument("--change", action="append", default=[], metavar="MINUTE:NAME=VALUE",
+                   help="from MINUTE on, set NAME (key, density, temperature or repetition) to VALUE, as a listener "
+                        "steering the stream would, e.g. '10:key=D minor' or '20:density=sparse' (repeatable)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+
+
+def parse_change(text: str, request) -> tuple[float, dict]:
+    """``MINUTE:NAME=VALUE`` as (minute, {name: value}), the value checked against ``request``."""
+    minute, colon, rest = text.partition(":")
+    name, equals, value = rest.partition("=")
+    name, value = name.strip(), value.strip()
+    try:
+        minute = float(minute)
+    except ValueError:
+        minute = None
+    if not (colon and equals and minute is not None and minute >= 0 and value):
+        raise ValueError(f"--change must look like MINUTE:NAME=VALUE, e.g. '10:key=D minor', not {text!r}")
+    if name not in STEERABLE:
+        raise ValueError(f"--change {text!r}: NAME must be one of {', '.join(STEERABLE)}")
+    try:
+        if BY_NAME[name].kind is str:
+            value = clean_choice(BY_NAME[name], value)
+        else:
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a number") from None
+        replace(request, **{name: value})
+    except ValueError as error:
+        raise ValueError(f"--change {text!r}: {error}") from None
+    return minute, {name: value}
+
+
+def run_endless(args) -> None:
+    from .endless import EndlessStream, play
+    from .generate import Generator
+
+    request = request_from_args(args)
+    if not args.minutes > 0:
+        raise ValueError("--minutes must be a positive number")
+    changes = [parse_change(text, request) for text in args.change]
+    seed = read_seed(args.seed_midi, request) if args.seed_midi else None
+    stream = EndlessStream(Generator(args.weights, args.device), request, seed)
+    notes = play(stream, args.minutes, changes)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(stream.midi_bytes(until=args.minutes * 60.0))
+    print(f"{out}: {notes:,} new notes, {args.minutes:.1f} min, random seed {stream.random_seed}")
+
+
 def add_evaluate(commands) -> None:
     p = commands.add_parser("evaluate", help="validation NLL, statistics of generated vs real pieces, "
                                              "continuations against their seeds, key and density controls")
@@ -122,6 +197,11 @@ def add_evaluate(commands) -> None:
     p.add_argument("--seeds-per-piece", type=int, default=10, help="continuations: random seeds per seed")
     p.add_argument("--key-pieces", type=int, default=48,
                    help="controls: 30 s pieces from scratch in a chosen key (one per key, cycling; 0: skip)")
+    p.add_argument("--endless-minutes", type=float, default=60.0,
+                   help="endless streams: minutes of each, cut into one-minute windows (0: skip; about 3 s per hour)")
+    p.add_argument("--endless-streams", type=int, default=3,
+                   help="endless streams from scratch with key auto (besides one in a named key and one that changes "
+                        "key and density half-way; 0: skip)")
     p.add_argument("--temperature", type=float, default=setting("temperature").default)
     p.add_argument("--top-p", type=float, default=setting("top_p").default)
     p.add_argument("--random-seed", type=int, default=0)
@@ -133,7 +213,9 @@ def run_evaluate(args) -> None:
         compare,
         continuation_scores,
         density_control,
+        endless_statistics,
         format_continuations,
+        format_endless,
         format_table,
         generated_scores,
         key_control,
@@ -181,6 +263,14 @@ def run_evaluate(args) -> None:
         density = density_control(generator, random_seed=args.random_seed, **sampling)
         print("density control (notes per beat, 30 s from scratch): "
               + ", ".join(f"{level} {value:.2f}" for level, value in density.items()))
+    if generator.checkpoint.model_config.control_size and args.endless_minutes > 0 and args.endless_streams > 0:
+        result = endless_statistics(generator, real, args.endless_minutes, args.endless_streams, args.random_seed,
+                                    **sampling)
+        print(f"\nendless streams of {args.endless_minutes:g} minutes from scratch ({args.endless_streams} with key "
+              f"auto, one in a named key; {result['windows']} one-minute windows, against {result['real_windows']} "
+              "of the real pieces; drone: two pitch classes over 80 % of the time; top_duration: share of the "
+              "commonest duration)")
+        print(format_endless(result))
 
 
 def add_roundtrip(commands) -> None:
@@ -230,15 +320,15 @@ def run_render(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="midigen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_prepare, add_train, add_generate, add_evaluate, add_roundtrip, add_render):
+    for add in (add_prepare, add_train, add_generate, add_endless, add_evaluate, add_roundtrip, add_render):
         add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"prepare": run_prepare, "train": run_train, "generate": run_generate, "evaluate": run_evaluate,
-                "roundtrip": run_roundtrip, "render": run_render}
+    handlers = {"prepare": run_prepare, "train": run_train, "generate": run_generate, "endless": run_endless,
+                "evaluate": run_evaluate, "roundtrip": run_roundtrip, "render": run_render}
     try:
         handlers[args.command](args)
     except (ValueError, RuntimeError, OSError) as error:

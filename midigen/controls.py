@@ -99,6 +99,17 @@ class ControlLevels:
         profile = self.minor if index >= 12 else self.major
         return tuple(float(x) for x in np.roll(profile, index % 12))
 
+    def typical_profile(self, key: int) -> tuple[float, ...]:
+        """How the training pieces in ``key``'s mode sound on average (each piece's profile moved to the key's
+        tonic): broader than ``key_profile``, which is of the clearest passages. That one without ``pieces``."""
+        from .stats import estimate_key
+
+        minor = key >= 12
+        rows = [np.roll(p[:12], -(estimate_key(np.asarray(p[:12])) % 12)) for p in self.pieces
+                if (estimate_key(np.asarray(p[:12])) >= 12) == minor]
+        profile = np.mean(rows, axis=0) if rows else np.asarray(self.minor if minor else self.major)
+        return tuple(float(x) for x in np.roll(profile / profile.sum(), key % 12))
+
     def notes_per_beat(self, level: str) -> float:
         if level not in DENSITY_LEVELS:
             raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {level!r}")

@@ -3,6 +3,7 @@ follow their seeds."""
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pretty_midi
 from tqdm import tqdm
 
 from .controls import DENSITY_LEVELS, key_index
+from .endless import EndlessStream, play
 from .generate import GenerationRequest, Generator, shift_to_zero
 from .prepare import midi_files
 from .stats import (
@@ -20,6 +22,8 @@ from .stats import (
     distances,
     estimate_key,
     floor_to_ceiling,
+    is_drone,
+    key_distances,
     ngram_share,
     notes_per_beat,
     piece_statistics,
@@ -27,6 +31,8 @@ from .stats import (
     repeated_bars,
     score_profile,
     summarize,
+    window_statistics,
+    windows,
 )
 from .tokenizer import Score
 
@@ -142,12 +148,6 @@ def continuation_scores(generator: Generator, real, seed_lengths=SEED_LENGTHS, n
     return results
 
 
-def is_drone(profile: np.ndarray) -> bool:
-    """Whether two pitch classes sound for more than 80 % of a passage's time: a drone, or a tonic and its fifth
-    hammered, which a listener hears as stuck (no real continuation of the held-out pieces is one)."""
-    return bool(np.sort(profile)[-2:].sum() > 0.8)
-
-
 def prefix(score: Score, first: int, stop: int) -> Score:
     """Notes ``first`` to ``stop`` of a score (in (onset, pitch) order), moved to start at step 0."""
     return shift_to_zero(Score(score.notes[first:stop], score.bpm))
@@ -200,3 +200,93 @@ def density_control(generator: Generator, pieces: int = 4, seconds: float = 30.0
         found[level] = float(np.mean([notes_per_beat([n.start for n in r.continuation.notes], spb)
                                       for r in generator.generate(settings)]))
     return found
+
+
+# -- endless streams: does an hour stay music? -----------------------------------------------------
+
+ENDLESS_NAMED_KEY = "E major"
+ENDLESS_CHANGE = ({"key": "E major", "density": "sparse"}, {"key": "Bb major", "density": "dense"})  # before, after
+WINDOW_FIGURES = ("key_clarity", "key_step", "drone", "repeated_bars", "distinct_8grams", "notes_per_beat",
+                  "velocity", "top_duration")
+
+
+def window_rows(score: Score, steps_per_beat: int) -> list[dict[str, float]]:
+    """``window_statistics`` of each one-minute window, with whether it drones and its key distance from the window
+    before (NaN for the first)."""
+    cut = windows(score, steps_per_beat)
+    if not cut:
+        return []
+    steps, _ = key_distances(cut)
+    return [{**window_statistics(w, steps_per_beat), "drone": float(is_drone(score_profile(w))), "key_step": step}
+            for w, step in zip(cut, [math.nan, *steps], strict=True)]
+
+
+def stream_score(generator: Generator, minutes: float, changes=(), **request) -> Score:
+    """The first ``minutes`` of an endless stream from scratch (``request``: ``GenerationRequest``'s fields),
+    steered by ``changes`` (``endless.play``), from step 0."""
+    stream = EndlessStream(generator, GenerationRequest(**request))
+    play(stream, minutes, list(changes))
+    return stream.new_music(until=minutes * 60.0)
+
+
+def endless_statistics(generator: Generator, real, minutes: float = 60.0, streams: int = 3, random_seed: int = 0,
+                       **sampling) -> dict:
+    """One-minute windows of ``streams`` endless streams from scratch (key auto, random seeds from ``random_seed``)
+    and one in ``ENDLESS_NAMED_KEY``, beside those of the real pieces: per figure of ``WINDOW_FIGURES``, the mean over
+    real windows, over all generated windows, and over the first and last 10 minutes; the key distance from first
+    to last window; the named-key stream's share of windows in its key. Then a stream that changes key and density
+    (``ENDLESS_CHANGE``) half-way through, at minute M: its share of windows in the new key from minute M+1 on, and
+    its notes per beat in the 5 windows before M and in the window after."""
+    spb = generator.tokenizer.config.steps_per_beat
+    scores = [stream_score(generator, minutes, random_seed=random_seed + i, **sampling) for i in range(streams)]
+    scores.append(stream_score(generator, minutes, random_seed=random_seed + streams, key=ENDLESS_NAMED_KEY,
+                               **sampling))
+    generated = [window_rows(score, spb) for score in scores]
+    real_rows = [row for _, score in real for row in window_rows(score, spb)]
+    every = [row for rows in generated for row in rows]
+    first, last = [r for rows in generated for r in rows[:10]], [r for rows in generated for r in rows[-10:]]
+    before, after = ENDLESS_CHANGE
+    middle = int(minutes // 2)
+    changed = window_rows(stream_score(generator, minutes, [(middle, after)], random_seed=random_seed + streams + 1,
+                                       **before, **sampling), spb)
+    return {"real_windows": len(real_rows), "windows": len(every),
+            "figures": {figure: tuple(mean_of(rows, figure) for rows in (real_rows, every, first, last))
+                        for figure in WINDOW_FIGURES},
+            "first_last_key_distance": (first_to_last([score for _, score in real], spb),
+                                        first_to_last(scores, spb)),
+            "named_key_share": share_in_key(generated[-1], ENDLESS_NAMED_KEY),
+            "change": {"minute": middle, "new_key_share": share_in_key(changed[middle + 1 :], after["key"]),
+                       "notes_per_beat_before": mean_of(changed[max(middle - 5, 0) : middle], "notes_per_beat"),
+                       "notes_per_beat_after": mean_of(changed[middle : middle + 1], "notes_per_beat")}}
+
+
+def mean_of(rows: list[dict[str, float]], figure: str) -> float:
+    """Mean of one figure over window rows, NaNs left out (NaN for none)."""
+    values = [row[figure] for row in rows if not math.isnan(row[figure])]
+    return float(np.mean(values)) if values else math.nan
+
+
+def share_in_key(rows: list[dict[str, float]], key: str) -> float:
+    """Share of window rows estimated in ``key`` (NaN for none)."""
+    return float(np.mean([row["key"] == key_index(key) for row in rows])) if rows else math.nan
+
+
+def first_to_last(scores: list[Score], steps_per_beat: int) -> float:
+    """Mean key distance between the first and last one-minute window of the scores that have two or more."""
+    gaps = [key_distances(cut)[1] for cut in (windows(s, steps_per_beat) for s in scores) if len(cut) >= 2]
+    return float(np.mean(gaps)) if gaps else math.nan
+
+
+def format_endless(result: dict) -> str:
+    lines = [f"{'per one-minute window':<24}{'real':>8}{'streams':>9}{'first 10':>10}{'last 10':>9}"]
+    for figure, values in result["figures"].items():
+        lines.append(f"{figure:<24}" + "".join(f"{v:>{w}.3f}" for v, w in zip(values, (8, 9, 10, 9), strict=True)))
+    real, generated = result["first_last_key_distance"]
+    change = result["change"]
+    lines += [f"{'first-last key distance':<24}{real:>8.3f}{generated:>9.3f}",
+              f"named key ({ENDLESS_NAMED_KEY}): {result['named_key_share']:.0%} of windows in it",
+              f"change at minute {change['minute']} to {ENDLESS_CHANGE[1]['key']}, {ENDLESS_CHANGE[1]['density']}: "
+              f"{change['new_key_share']:.0%} of windows from minute {change['minute'] + 1} on in the new key; "
+              f"notes per beat {change['notes_per_beat_before']:.2f} in the 5 minutes before, "
+              f"{change['notes_per_beat_after']:.2f} in the minute after"]
+    return "\n".join(lines)

@@ -26,6 +26,9 @@ TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
 # How the key is given to the model, both chosen with `midigen evaluate` (README, "The shipped model"):
 KEY_STRENGTH = 1.5  # a key named by the user is stressed 1.5x as hard as in training (``Controls.key_strength``)
+# ...which alone makes the model hammer the tonic and fifth; the writer holds the pitch classes near (``balance``):
+NAMED_CLARITY = 0.3  # share of the named key's clear profile in the typical one of that key
+NAMED_KEY_BIAS = 1.5  # a named key's ``key_bias`` weight (others: ``phrases.KEY_BIAS``)
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,10 @@ class GenerationRequest:
 class Generated:
     """One variation: the MIDI file, what it plays, and the notes the model read and wrote.
 
-    ``data`` is the file to write. ``midi`` is what it plays, in seconds: the seed's instruments when the
-    seed is kept (shared with the seed, not copied), then the new music as its last instrument. ``seed``
-    and ``continuation`` are on the model's grid: the seed as the model read it, and the new notes.
+    ``data`` is the file to write (made from ``midi`` when first read, unless given). ``midi`` is what it
+    plays, in seconds: the seed's instruments when the seed is kept (shared with the seed, not copied), then
+    the new music as its last instrument. ``seed`` and ``continuation`` are on the model's grid: the seed as
+    the model read it, and the new notes.
     """
 
     midi: pretty_midi.PrettyMIDI
@@ -77,7 +81,13 @@ class Generated:
     continuation: Score
     tokens: list[int]
     random_seed: int
-    data: bytes
+    written: bytes | None = None
+
+    @property
+    def data(self) -> bytes:
+        if self.written is None:
+            self.written = midi_bytes(self.midi)
+        return self.written
 
     @property
     def new_music(self) -> pretty_midi.Instrument:
@@ -171,7 +181,7 @@ class Generator:
         if request.bpm and not kept:
             seed = replace(seed, bpm=request.bpm)
         if not seed.bpm:
-            seed = replace(seed, bpm=self._sample_tempo(random_seed))
+            seed = replace(seed, bpm=self.sample_tempo(random_seed))
         prompt = tok.score_to_tokens(seed, add_eos=False)
         position = seed.notes[-1].start if seed.notes else 0
         bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
@@ -179,9 +189,7 @@ class Generator:
         sounding = tok.level_velocities(seed)  # how loud each level plays: as the seed played it
         target = self.controls(request, seed)  # also refuses a key or density the weights cannot take
         if seed.notes or not self.checkpoint.model_config.control_size:
-            target = target if self.checkpoint.model_config.control_size else None
-            writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target),
-                                  self.held_loudness(target), sounding)
+            writer = self.continuation_writer(request, target, sounding)
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
         else:
@@ -197,22 +205,54 @@ class Generator:
             else:
                 midi = tok.score_to_midi(shift_to_zero(continuation) if request.continuation_only else full,
                                          program=request.program)
-                data = midi_bytes(midi)
+                data = None  # written when first asked for (``Generated.data``): the page streams before that
             results.append(Generated(midi, Score(list(seed.notes), seed.bpm), continuation, tokens, random_seed,
                                      data))
         return results
 
-    def _from_scratch(self, request: GenerationRequest, prompt: list[int], settings: SamplingSettings,
-                      random_seed: int) -> list[int]:
-        """A piece from scratch, written like a continuation (``PhraseWriter``) that keeps the ``character`` of
-        a training piece, opening at that piece's loudness. Its key is kept through the profile given to the
-        model; only a key named is held by the writer's bias too (holding the character's key that way made the
-        music poorer in pitch)."""
+    def continuation_writer(self, request: GenerationRequest, target: Controls,
+                            sounding: dict[int, int]) -> PhraseWriter:
+        """The writer of a continuation keeping ``target`` (``controls``), its seed's key and loudness held."""
+        target = target if self.checkpoint.model_config.control_size else None
+        writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target),
+                              self.held_loudness(target), sounding)
+        return self.hold_named_key(writer, request)
+
+    def hold_named_key(self, writer: PhraseWriter, request: GenerationRequest) -> PhraseWriter:
+        """``writer`` with a key the request names held harder (``NAMED_KEY_BIAS``), its pitch classes held near that
+        key's ``balance`` and no duration taking over (``Steering.vary``): asked for a named key the model hammers
+        its tonic and fifth in one rhythm (60 s pieces: the two took 0.63 of the time on average and up to 0.83, the
+        commonest duration 0.72 of the notes; held, 0.42, 0.52 and 0.48)."""
+        if request.key not in ("auto", "free") and writer.target is not None:
+            writer.balance, writer.key_weight = self.balance(request, writer.target), NAMED_KEY_BIAS
+            writer.vary_durations = True
+        return writer
+
+    def balance(self, request: GenerationRequest, target: Controls) -> np.ndarray | None:
+        """The pitch-class profile a writer keeping ``target`` holds the music near (``Steering.balance``): how the
+        training pieces in its key sound (``ControlLevels.typical_profile``), with ``NAMED_CLARITY`` of the key's
+        clear profile in it when the request names the key; None without a key."""
+        if target.profile is None:
+            return None
+        typical = np.asarray(self.levels.typical_profile(estimate_key(np.asarray(target.profile))))
+        if request.key in ("auto", "free"):
+            return typical
+        return (1 - NAMED_CLARITY) * typical + NAMED_CLARITY * np.asarray(target.profile)
+
+    def scratch_writer(self, request: GenerationRequest, random_seed: int) -> tuple[PhraseWriter, list[int]]:
+        """The writer of a piece from scratch that keeps the ``character`` of a training piece, and its opening
+        tokens: that piece's loudness. Its key is kept through the profile given to the model; only a key named
+        is held by the writer's bias too (holding the character's key that way made the music poorer in pitch)."""
         target = self.character(request, random_seed)
         opening = [] if target.mean_velocity is None else [self.tokenizer.vocab.encode(
             "VELOCITY", self.tokenizer.velocity_level(round(target.mean_velocity)))]
         key = self.held_key(target) if request.key != "auto" else None
-        writer = PhraseWriter(self.sampler, target, request.repetition, key)
+        return self.hold_named_key(PhraseWriter(self.sampler, target, request.repetition, key), request), opening
+
+    def _from_scratch(self, request: GenerationRequest, prompt: list[int], settings: SamplingSettings,
+                      random_seed: int) -> list[int]:
+        """A piece from scratch, written like a continuation (``scratch_writer``)."""
+        writer, opening = self.scratch_writer(request, random_seed)
         rest = replace(settings, max_tokens=max(settings.max_tokens - len(opening), 1))
         return opening + writer.write(prompt + opening, rest, random_seed, 0)
 
@@ -238,7 +278,7 @@ class Generator:
         with ThreadPoolExecutor(min(variations, usable_cores()), thread_name_prefix="midigen-write") as pool:
             return list(pool.map(write, range(variations)))
 
-    def _sample_tempo(self, random_seed: int) -> float:
+    def sample_tempo(self, random_seed: int) -> float:
         """The model's own choice of tempo for a piece started from scratch."""
         tokens = self.sampler.sample([BOS], SamplingSettings(max_tokens=1), 1, random_seed)[0]
         kind, level = self.tokenizer.vocab.decode(tokens[0]) if tokens else ("", 0)

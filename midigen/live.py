@@ -59,6 +59,7 @@ class PieceStream:
     """A finished piece as a stream: chunk after chunk, nothing held back."""
 
     lead = math.inf  # no pacing: the browser buffers what comes
+    kept_after_end = False  # nothing to ask of it once played
 
     def __init__(self, midi: pretty_midi.PrettyMIDI):
         self.end = midi.get_end_time() + TAIL_SECONDS
@@ -83,6 +84,8 @@ class PieceStream:
 
 class EndlessLive:
     """An endless stream for one listener: bars written as the listener needs them, until ``max_seconds``."""
+
+    kept_after_end = True  # its Stop asks for the session's MIDI after the sound has stopped
 
     def __init__(self, endless, program: int, max_seconds: float, kept_seed: bool = False):
         self.endless = endless
@@ -155,7 +158,7 @@ class LiveHub:
         """Register ``stream``; its id, for ``url``. Raises ``UserError`` when too many are open."""
         self.sweep()
         with self._lock:
-            if len(self._entries) >= self.max_streams:
+            if self.open_count() >= self.max_streams:
                 stream.close()
                 raise UserError("Too many people are listening live right now; please try again in a minute.")
             stream_id = secrets.token_urlsafe(16)
@@ -178,7 +181,8 @@ class LiveHub:
         return entry.stream
 
     def open_count(self) -> int:
-        return len(self._entries)
+        """Streams playing or about to: those ended are kept only for ``close`` (an endless session's Stop)."""
+        return sum(entry.finished is None for entry in list(self._entries.values()))
 
     def sweep(self) -> None:
         now = time.monotonic()
@@ -207,12 +211,12 @@ class LiveHub:
             if entry.reading:
                 return PlainTextResponse("This live stream is already playing.", status_code=409)
             entry.reading = True
-            return StreamingResponse(self._frames(entry), media_type="application/octet-stream",
+            return StreamingResponse(self._frames(stream_id, entry), media_type="application/octet-stream",
                                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
         return Route(ROUTE, play)
 
-    async def _frames(self, entry: _Entry):
+    async def _frames(self, stream_id: str, entry: _Entry):
         stream = entry.stream
         started = time.monotonic()
         try:
@@ -228,3 +232,5 @@ class LiveHub:
             entry.finished = time.monotonic()
             entry.reading = False
             stream.close()
+            if not stream.kept_after_end:
+                self.close(stream_id)

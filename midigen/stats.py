@@ -168,3 +168,49 @@ def repeated_bars(score: Score, steps_per_beat: int, beats_per_bar: int = 4) -> 
     if len(bars) < 2:
         return 0.0
     return sum(bars.get(b - 1) == notes for b, notes in bars.items()) / len(bars)
+
+
+# -- long streams: one-minute windows -----------------------------------------------------------
+
+WINDOW_SECONDS = 60.0
+DRONE_SHARE = 0.8  # two pitch classes sounding longer than this share of a passage: it drones
+
+
+def is_drone(profile: np.ndarray) -> bool:
+    """Whether two pitch classes sound for more than 80 % of a passage's time: a drone, or a tonic and its fifth
+    hammered, which a listener hears as stuck (no real continuation of the held-out pieces is one)."""
+    return bool(np.sort(profile)[-2:].sum() > DRONE_SHARE)
+
+
+def windows(score: Score, steps_per_beat: int, seconds: float = WINDOW_SECONDS) -> list[Score]:
+    """The score cut into windows of ``seconds`` (at its tempo) from step 0, each with the notes starting in it:
+    only whole windows (not the part after the last that the music fills), and only those with two notes or more."""
+    steps = seconds * score.bpm / 60.0 * steps_per_beat
+    found: dict[int, list] = {}
+    for note in score.notes:
+        found.setdefault(int(note.start // steps), []).append(note)
+    whole = int(max((n.start + n.duration for n in score.notes), default=0) // steps)
+    return [Score(found[w], score.bpm) for w in sorted(found) if w < whole and len(found[w]) >= 2]
+
+
+def window_statistics(window: Score, steps_per_beat: int) -> dict[str, float]:
+    """What a listener hears of one window: its key (0-23) and how clearly (the best Krumhansl-Schmuckler
+    correlation), the share of the two most sounding pitch classes (a drone above ``DRONE_SHARE``), bars repeating
+    the bar before, distinct 8-note n-grams, notes per beat, mean velocity and the share of the commonest duration."""
+    profile = score_profile(window)
+    correlations = key_correlations(profile)
+    durations = np.unique([n.duration for n in window.notes], return_counts=True)[1]
+    return {"key": float(np.argmax(correlations)), "key_clarity": float(correlations.max()),
+            "top_two": float(np.sort(profile)[-2:].sum()), "repeated_bars": repeated_bars(window, steps_per_beat),
+            "distinct_8grams": ngram_share(window),
+            "notes_per_beat": notes_per_beat([n.start for n in window.notes], steps_per_beat),
+            "velocity": float(np.mean([n.velocity for n in window.notes])),
+            "top_duration": float(durations.max() / len(window.notes))}
+
+
+def key_distances(windows: list[Score]) -> tuple[list[float], float]:
+    """Key distance (1 - correlation of duration-weighted pitch-class profiles) between each window and the next,
+    and between the first and the last (NaN for fewer than two windows)."""
+    profiles = [score_profile(w) for w in windows]
+    steps = [1.0 - correlation(a, b) for a, b in zip(profiles, profiles[1:], strict=False)]
+    return steps, 1.0 - correlation(profiles[0], profiles[-1]) if len(profiles) >= 2 else math.nan

@@ -129,4 +129,5 @@ def test_the_route_sends_the_whole_stream_once():
     assert frames[-1][0]["last"]
     assert decoded_seconds(b"".join(a for _, a in frames)) == pytest.approx(2.0 + 0.25 + TAIL_SECONDS, abs=0.1)
     assert client.get("/" + hub.url(stream_id)).status_code == 404  # played: gone
+    assert hub.open_count() == 0 and hub.get(stream_id) is None
     assert client.get("/midigen/live/not-a-stream").status_code == 404

@@ -1,20 +1,18 @@
 // The live player: gr.HTML's js_on_load (the stream comes from midigen/live.py). `props.value` is
 // {url, kind: "piece" | "endless", id} to play a stream, or null to stop. A stream is a run of frames:
 // a 4-byte big-endian length, a JSON header, then MP3 bytes. The MP3 goes into a MediaSource played by
-// one <audio> element kept outside the component (so a re-rendered template cannot cut the sound); the
-// notes of endless music go to the live roll.
+// an <audio> element of its own, kept outside the component (so a re-rendered template cannot cut the
+// sound); the notes of endless music go to the live roll.
 const SECONDS_SHOWN = 12, PLAYHEAD_AT = 0.25, KEEP_BEHIND = 30, ROLL_HEIGHT = 96;
 const NEW = "#e8792e", PLAYHEAD = "#d62728";
 
 // `firstSound` keeps the page's clock (performance.now()) at each stream's first sound, for tests and benchmarks.
-const live = window.midigenLive = window.midigenLive || {run: null, endlessAt: 0, firstSound: []};
-if (!live.audio) {
-  live.audio = new Audio();
-  live.audio.preload = "auto";
+const live = window.midigenLive = window.midigenLive || {run: null, endlessAt: 0, firstSound: [], audio: null};
+if (!live.listening) {
+  live.listening = true;
   // Any other player starting (web/piano_roll.js tells) pauses the live one.
-  window.addEventListener("midigen-play", event => { if (event.detail !== live.audio) live.audio.pause(); });
+  window.addEventListener("midigen-play", event => { if (live.audio && event.detail !== live.audio) live.audio.pause(); });
 }
-const audio = live.audio;
 const part = selector => element.querySelector(selector);
 const say = text => { const status = part(".live-status"); if (status) status.textContent = text; };
 const clock = t => `${Math.floor(t / 60)}:${String(Math.floor(t % 60)).padStart(2, "0")}`;
@@ -33,11 +31,13 @@ function halt() {
   if (run) {
     live.run = null;
     run.controller.abort();
-    if (run.kind === "endless") live.endlessAt = audio.currentTime;
-    audio.pause();
-    audio.removeAttribute("src");
-    audio.load();
-    URL.revokeObjectURL(run.objectUrl);
+    if (run.kind === "endless") live.endlessAt = run.audio.currentTime;
+    run.audio.pause();
+    setTimeout(() => {  // let go of its media only after the next stream has started
+      run.audio.removeAttribute("src");
+      run.audio.load();
+      URL.revokeObjectURL(run.objectUrl);
+    }, 2000);
   }
   element.dataset.state = "stopped";
   show(null);
@@ -71,6 +71,7 @@ async function play(value) {
   const run = live.run = {controller: new AbortController(), kind: value.kind, queue: [], notes: [], done: false,
                           low: 60, high: 72, asked: performance.now()};
   if (value.kind === "endless") live.endlessAt = 0;
+  const audio = run.audio = live.audio = listened(new Audio());
   const source = new MediaSource();
   run.objectUrl = URL.createObjectURL(source);
   audio.src = run.objectUrl;
@@ -134,7 +135,7 @@ function drawRoll() {
   const g = canvas.getContext("2d");
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, w, h);
-  const now = audio.currentTime, perSecond = w / SECONDS_SHOWN, head = w * PLAYHEAD_AT;
+  const now = run.audio.currentTime, perSecond = w / SECONDS_SHOWN, head = w * PLAYHEAD_AT;
   const rows = run.high - run.low + 1, row = h / rows;
   run.notes = run.notes.filter(n => n[2] > now - SECONDS_SHOWN);
   g.fillStyle = NEW;
@@ -153,11 +154,14 @@ function drawRoll() {
   }
 }
 
-if (!live.hooked) {
-  live.hooked = true;
+// `audio` with the listeners every live player has; it plays the current run, if it is that run's.
+function listened(audio) {
+  const mine = () => live.run && live.run.audio === audio ? live.run : null;
+  audio.preload = "auto";
   audio.addEventListener("playing", () => {
-    const run = live.run;
-    if (run && !run.heard) {
+    const run = mine();
+    if (!run) return;
+    if (!run.heard) {
       run.heard = true;
       live.firstSound.push(performance.now());
       say(run.kind === "endless" ? "Endless: playing. Key, Density, Temperature and Repetition steer it as it plays."
@@ -165,11 +169,11 @@ if (!live.hooked) {
     }
     element.dataset.state = "playing";
     window.dispatchEvent(new CustomEvent("midigen-play", {detail: audio}));
-    const tick = () => { if (!audio.paused) { drawRoll(); requestAnimationFrame(tick); } };
+    const tick = () => { if (!audio.paused && mine()) { drawRoll(); requestAnimationFrame(tick); } };
     requestAnimationFrame(tick);
   });
   audio.addEventListener("timeupdate", () => {
-    const run = live.run;
+    const run = mine();
     if (!run) return;
     const time = part(".live-clock");
     if (time) time.textContent = clock(audio.currentTime);
@@ -179,20 +183,24 @@ if (!live.hooked) {
   });
   audio.addEventListener("pause", () => {
     const pause = part(".live-pause");
-    if (pause) pause.textContent = "Play";
+    if (pause && mine()) pause.textContent = "Play";
   });
   audio.addEventListener("play", () => {
     const pause = part(".live-pause");
-    if (pause) pause.textContent = "Pause";
+    if (pause && mine()) pause.textContent = "Pause";
   });
   audio.addEventListener("ended", () => {
+    const run = mine();
+    if (!run) return;
     element.dataset.state = "ended";
-    if (live.run && live.run.kind === "piece") say("Take 1 has played; its player below holds the whole piece.");
+    if (run.kind === "piece") say("Take 1 has played; its player below holds the whole piece.");
   });
+  return audio;
 }
+
 element.addEventListener("click", event => {
-  if (!event.target.closest(".live-pause")) return;
-  if (audio.paused) audio.play(); else audio.pause();
+  if (!event.target.closest(".live-pause") || !live.run) return;
+  if (live.run.audio.paused) live.run.audio.play(); else live.run.audio.pause();
 });
 
 play(props.value);

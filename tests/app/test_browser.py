@@ -477,6 +477,8 @@ def test_endless_plays_on_follows_a_key_change_and_stop_offers_what_was_played(b
         page.evaluate("() => { window.__stalls = 0; window.midigenLive.audio.addEventListener('waiting', "
                       "() => window.__stalls++); }")
         page.wait_for_function("() => window.midigenLive.audio.currentTime > 8", timeout=TIMEOUT_MS)
+        roll = page.locator("#live .live-roll-box")
+        assert roll.is_visible() and "played; notes from MIDI" in roll.get_attribute("aria-label")  # it keeps up
         choose(page, "Key", "F# major")
         changed = page.evaluate("() => window.midigenLive.audio.currentTime")
         page.wait_for_function("() => window.midigenLive.audio.currentTime > 22", timeout=TIMEOUT_MS)
