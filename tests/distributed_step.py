@@ -33,6 +33,7 @@ def main(out: str) -> None:
     train_step(trainer, optimizer, rows[:, :-1], rows[:, 1:], config.grad_clip)
     if ranks.is_main:
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out)
+    distributed.barrier(ranks)  # no rank tears the group down while another still uses it (gloo aborts then)
 
 
 if __name__ == "__main__":
