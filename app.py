@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
+from gradio.data_classes import FileData
+from gradio.utils import NamedString
+from gradio_client import utils as client_utils
 
 from midigen import history, share
 from midigen.live import EndlessLive, LiveHub, PieceStream
@@ -202,6 +205,21 @@ def as_sent(component: gr.components.Component) -> gr.components.Component:
     """``component`` with Gradio's own input checks turned off: its value reaches ``clean_settings`` as
     sent, so an API caller who sends a non-number gets a short message instead of an opaque error."""
     component.preprocess = lambda payload: payload
+    return component
+
+
+def seed_input() -> gr.File:
+    """The seed upload. Gradio's ``File(type="filepath")`` makes an empty temporary file for every file it passes
+    on and never uses or removes it (one per upload, piling up in Gradio's temp folder); this one passes the
+    uploaded file's path on as Gradio's own does, without that file."""
+    component = gr.File(label="Seed MIDI (optional)", file_types=[".mid", ".midi"], type="filepath")
+
+    def uploaded(file: FileData) -> NamedString:
+        if not client_utils.is_valid_file(file.path, component.file_types):
+            raise gr.Error("Please upload a MIDI file (.mid or .midi).", print_exception=False)
+        return NamedString(file.path)
+
+    component._process_single_file = uploaded
     return component
 
 
@@ -425,7 +443,7 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
         handlers = Steps(composer.studio)
         with gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
-                seed_file = gr.File(label="Seed MIDI (optional)", file_types=[".mid", ".midi"], type="filepath")
+                seed_file = seed_input()
                 gr.Examples([[str(p)] for p in examples], inputs=[seed_file], label="Example seeds")
                 settings = setting_widgets([s for s in SETTINGS if not s.advanced])
                 with gr.Accordion("Advanced", open=False):

@@ -185,6 +185,15 @@ def test_outputs_are_written_once_inside_gradios_cache(midigen_app):
     assert sorted(p.name for p in folder.iterdir()) == sorted(Path(p).name for p in paths)
 
 
+def test_uploads_leave_no_stray_files(midigen_app, app_client, seed_files):
+    """Each upload is one file in Gradio's cache; nothing else is left at the top of its temp folder."""
+    gradio_dir = midigen_app.temp_dir / "gradio"
+    loose = {p.name for p in gradio_dir.iterdir() if p.is_file()}
+    for random_seed in range(3):
+        generate(app_client, seed_files["scale"], seconds=2, random_seed=random_seed)
+    assert {p.name for p in gradio_dir.iterdir() if p.is_file()} == loose
+
+
 def test_short_slow_request_still_has_notes(app_client):
     empty = []
     for random_seed in range(10):
