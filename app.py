@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from gradio_client import utils as client_utils
 from midigen import history, share
 from midigen.live import EndlessLive, LiveHub, PieceStream
 from midigen.render import RenderUnavailable
-from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, to_request
+from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, setting, to_request
 from midigen.studio import AppLimits, Composition, Studio
 
 LOG = logging.getLogger("midigen.app")
@@ -38,10 +39,27 @@ OUTPUT_NAMES = (*(f"audio_{i}" for i in range(1, AppLimits().max_variations + 1)
 CSS = """
 #title { text-align: center; margin-bottom: 0; }
 #subtitle { text-align: center; margin-top: 0; color: var(--body-text-color-subdued); }
+/* the players' times are gray-400 in Gradio's audio player: 2.5 to 1 */
+.player #time, .player #duration, .player .playback span { color: var(--neutral-600) !important; }
+#result-actions { gap: 6px; flex-wrap: wrap; }
+/* wide screens: the result stays in view while the settings scroll (on a phone it follows them) */
+@media (min-width: 769px) {
+  #result { position: sticky; top: 8px; align-self: flex-start; max-height: calc(100vh - 16px); overflow-y: auto; }
+}
 """
 WEB = Path(__file__).resolve().parent / "web"
-ROLL_TEMPLATE = '<div class="roll-scroll"><div class="roll-lanes"></div></div>'
+ROLL_TEMPLATE = ('<div class="roll-scroll" tabindex="0" role="img" aria-label="Piano roll: no music yet">'
+                 '<div class="roll-lanes"></div></div>')
 LIVE_TEMPLATE = (WEB / "live.html").read_text()
+# Copy link: the address the server made goes to the clipboard (the click's permission lasts seconds).
+COPY_JS = "(address) => { navigator.clipboard && navigator.clipboard.writeText(address).catch(() => {}); }"
+# On a phone the result sits below the settings: bring the first player on screen (nothing moves on a wide screen).
+SHOW_RESULT_JS = """() => {
+  const player = document.getElementById("player-1");
+  if (!player || window.innerWidth > 768) return;
+  const box = player.getBoundingClientRect();
+  if (box.top < 0 || box.bottom > window.innerHeight) player.scrollIntoView({block: "center", behavior: "instant"});
+}"""
 STEERING = ("key", "density", "temperature", "repetition")  # the settings an endless session follows as it plays
 # Regenerate from here: without a typed time, the time where the chosen take's player is (web/piano_roll.js).
 REGENERATE_JS = """(steps, take, seconds) => {
@@ -103,7 +121,7 @@ class Composer:
         self.pending = {k: v for k, v in self.pending.items() if time.perf_counter() - v.started < 600}
         self.pending[key] = composition
         try:
-            stream_id = self.live.open(PieceStream(composition.previews[0]))
+            stream_id = self.live.open(PieceStream(composition.previews[0], composition.soundfont))
         except (RenderUnavailable, UserError):  # no audio here, or too many streams: the players come as before
             return key, None
         return key, {"url": self.live.url(stream_id), "kind": "piece", "id": stream_id}
@@ -124,11 +142,14 @@ class Composer:
 
         with answering():
             request = to_request(clean_settings(values))
-            seed, _ = self.studio.load_seed(seed_file, request.keep_seed_until)
+            seed, notices = self.studio.load_seed(seed_file, request.keep_seed_until)
+            for notice in notices:
+                gr.Info(notice)
             endless = self._within_limit(EndlessStream, self.studio.generator, request, seed)
             try:
                 live = EndlessLive(endless, request.program, self.endless_max_minutes * 60,
-                                   kept_seed=seed is not None and not request.continuation_only)
+                                   kept_seed=seed is not None and not request.continuation_only,
+                                   soundfont=request.soundfont)
                 stream_id = self.live.open(live)
             except RenderUnavailable as error:
                 raise UserError(f"Audio is unavailable on this server ({error}).") from None
@@ -266,11 +287,12 @@ class Steps:
     def file_of(value) -> Path | None:
         return Path(value) if value else None
 
-    def remember(self, state: dict, seed_file, *outputs) -> dict:
-        """Record the result just shown, with its bytes."""
+    def remember(self, state: dict, seed_file, soundfont, *outputs) -> dict:
+        """Record the result just shown, with its bytes and the sound it was played with."""
         named = dict(zip(OUTPUT_NAMES, outputs, strict=True))
         seed = self.file_of(seed_file)
         return history.record(state, {
+            "soundfont": soundfont,
             "seed": {"name": seed.name, "data": seed.read_bytes()} if seed and seed.exists() else None,
             "outputs": named,
             "names": [Path(p).name for p in named["midi_files"]],
@@ -284,7 +306,8 @@ class Steps:
         files = [named[name] for name in OUTPUT_NAMES if name.startswith("audio_") and named[name]]
         if self.studio.keep([*files, *named["midi_files"]]):
             return state, named
-        midi, audio = self.studio.restore(step["takes"], step["names"], named["piano_roll"]["start"])
+        midi, audio = self.studio.restore(step["takes"], step["names"], named["piano_roll"]["start"],
+                                          step.get("soundfont") or setting("soundfont").default)
         named = {**named, **{f"audio_{i}": str(p) for i, p in enumerate(audio, start=1)},
                  "midi_files": [str(p) for p in midi]}
         return history.replace_shown(state, {**step, "outputs": named}), named
@@ -420,7 +443,9 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
             query = share.share_query(values, values["random_seed"], example)
         except UserError as error:
             raise gr.Error(str(error), print_exception=False) from None
-        return f"{str(page_url).split('?')[0].split('#')[0]}?{query}"
+        address = f"{str(page_url).split('?')[0].split('#')[0]}?{query}"
+        gr.Info(f"Link copied: {address}")
+        return address
 
     def restore(request: gr.Request):
         """Settings and example seed from the link the page was opened with; the rest stays as it is."""
@@ -450,21 +475,20 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                     settings.update(setting_widgets([s for s in SETTINGS if s.advanced]))
                 with gr.Row():
                     generate_button = gr.Button("Generate", variant="primary", scale=2)
-                    continue_button = gr.Button("Continue", scale=1)
-                    back_button = gr.Button("Back", scale=1)
-                    forward_button = gr.Button("Forward", scale=1)
-                regenerate_button = gr.Button("Regenerate from here", size="sm")
+                    endless_button = gr.Button("Play on (endless)", scale=1, elem_id="endless")
+            with gr.Column(scale=2, min_width=300, elem_id="result"):
+                summary = gr.Markdown(notice, label="Summary", elem_id="summary")
+                with gr.Row(elem_id="result-actions"):  # what acts on the result, beside it
+                    continue_button = gr.Button("Continue", size="sm", min_width=90)
+                    back_button = gr.Button("Back", size="sm", min_width=70)
+                    forward_button = gr.Button("Forward", size="sm", min_width=80)
+                    regenerate_button = gr.Button("Regenerate from here", size="sm", min_width=150)
+                    link_button = gr.Button("Copy link", size="sm", min_width=90)
+                    stop_button = gr.Button("Stop", size="sm", variant="stop", visible=False, elem_id="stop",
+                                            min_width=70)
                 take = gr.Radio(label="Take: the one Continue grows, and the first download", type="index",
                                 visible=False, elem_id="take")
-                with gr.Row(equal_height=True):
-                    link_button = gr.Button("Copy link", scale=1, size="sm")
-                    link_box = gr.Textbox(label="Link to this piece", placeholder="settings and random seed",
-                                          interactive=False, buttons=["copy"], scale=3, elem_id="share-link")
-            with gr.Column(scale=2, min_width=300):
-                summary = gr.Markdown(notice, label="Summary")
-                with gr.Row():
-                    endless_button = gr.Button("Play on (endless)", size="sm", elem_id="endless")
-                    stop_button = gr.Button("Stop", size="sm", variant="stop", visible=False, elem_id="stop")
+                link_text = gr.Textbox(visible=False)
                 live = gr.HTML(None, html_template=LIVE_TEMPLATE, css_template=(WEB / "live.css").read_text(),
                                js_on_load=(WEB / "live.js").read_text(), elem_id="live")
                 players = [gr.Audio(label=f"Variation {i + 1}", type="filepath", interactive=False, visible=i == 0,
@@ -510,21 +534,45 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                                   trigger_mode="always_last", concurrency_id="live", **private)
         for event in (generated, continued, regenerated):
             event.then(lambda: 0, None, [settings["keep_seed_until"]], **private)  # a cut applies to one request
-            event.success(show_players, players, players, **private).success(
-                handlers.remember, [steps, seed_file, *outputs], [steps], **private).success(
+            shown = event.success(show_players, players, players, **private)
+            shown.then(None, None, None, js=SHOW_RESULT_JS, **private)
+            shown.success(handlers.remember, [steps, seed_file, settings["soundfont"], *outputs], [steps],
+                          **private).success(
                 lambda files: handlers.take_choice(len(files or [])), [midi_files], [take], **private)
         for button, by in ((back_button, -1), (forward_button, 1)):
             button.click(handlers.go(by), [steps], [steps, seed_file, take, *outputs], **private).success(
-                show_players, players, players, **private)
+                show_players, players, players, **private).then(None, None, None, js=SHOW_RESULT_JS, **private)
         take.input(handlers.offer_first, [steps, take], [midi_files], **private)
         for index, player in enumerate(players):  # tells the piano roll which lane's audio started
             player.play(None, js=f"() => {{ window.midigenRoll && window.midigenRoll.playing({index}); }}", **private)
         keep_alive = gr.Timer(max(1.0, min(60.0, composer.studio.limits.output_max_age_s / 3)))
         keep_alive.tick(handlers.keep_fresh, [steps], [steps, *outputs], show_progress="hidden", **private)
-        link_button.click(link, [seed_file, *(settings[name] for name in NAMES), link_box], [link_box],
-                          js="(...values) => [...values.slice(0, -1), window.location.href]", **private)
-        demo.load(restore, None, [seed_file, *(settings[name] for name in NAMES)], **private)
+        link_button.click(link, [seed_file, *(settings[name] for name in NAMES), link_text], [link_text],
+                          js="(...values) => [...values.slice(0, -1), window.location.href]", **private).success(
+            None, [link_text], None, js=COPY_JS, **private)
+        demo.load(restore, None, [seed_file, *(settings[name] for name in NAMES)], show_progress="hidden", **private)
     return demo
+
+
+def load_every_soundfont() -> None:
+    """Load the other soundfonts now, so that the first listener who picks one does not wait for it (MuseScore
+    General: 3-6 s)."""
+    from midigen.audio_stream import warm_synths
+    from midigen.render import get_renderer
+
+    for choice in setting("soundfont").choices[1:]:
+        get_renderer(choice[1])
+        warm_synths(1, choice[1])
+
+
+def page_theme() -> gr.themes.Theme:
+    """Gradio's Soft theme with text dark enough to read: WCAG AA contrast (axe-core checks it in the browser
+    tests). Soft's labels, help text and primary button are indigo-500 and gray-400: 2.5 to 3.6 to 1."""
+    return gr.themes.Soft().set(
+        block_label_text_color="*primary_700", block_title_text_color="*primary_700",
+        block_info_text_color="*neutral_600", body_text_color_subdued="*neutral_600", color_accent="*primary_700",
+        button_primary_background_fill="*primary_700", button_primary_background_fill_hover="*primary_800",
+        checkbox_label_background_fill_selected="*primary_700")
 
 
 def gpu_sampler(generator, placement: str) -> tuple[Callable | None, str]:
@@ -579,7 +627,8 @@ def main() -> None:
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
     if audio_ok:
         warm_synths(2)  # the first live streams start without making a synthesizer
-    demo.launch(max_file_size="1mb", css=CSS, theme=gr.themes.Soft(),
+        threading.Thread(target=load_every_soundfont, daemon=True, name="midigen-soundfonts").start()
+    demo.launch(max_file_size="1mb", css=CSS, theme=page_theme(), js=(WEB / "page.js").read_text(),
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                 app_kwargs={"routes": [composer.live.route()]})  # before Gradio's own routes
 

@@ -269,7 +269,26 @@ def rendering(generator: Generator, quick: bool) -> list[Row]:
         *[Row("rendering", f"{m}: tracemalloc peak", r["traced"] / MB, "MB") for m, r in result.items()],
         Row("rendering", "tracemalloc peak, new / old", new["traced"] / old["traced"], "x",
             "<= 0.3333" if check else ""),
+        *soundfont_speeds(midi, repeats),
     ]
+
+
+def soundfont_speeds(midi: pretty_midi.PrettyMIDI, repeats: int) -> list[Row]:
+    """Seconds to load each installed soundfont and to render ``midi`` through it, and the render time against the
+    default soundfont's."""
+    from midigen.settings import setting
+
+    spec, rows, renders = setting("soundfont"), [], {}
+    for _, name in spec.choices:
+        started = time.perf_counter()
+        renderer = Renderer(find_soundfont(name))
+        rows.append(Row("rendering", f"soundfont {name}: load", time.perf_counter() - started, "s"))
+        renders[name] = best_of(repeats, renderer.render, midi)[0]
+        renderer.close()
+    return rows + [row for name, seconds in renders.items()
+                   for row in (Row("rendering", f"soundfont {name}: time", seconds, "s"),
+                               Row("rendering", f"soundfont {name}: time / {spec.default}'s",
+                                   seconds / renders[spec.default], "x"))]
 
 
 # -- 4. the web app end to end -------------------------------------------------------------------

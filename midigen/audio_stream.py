@@ -6,8 +6,9 @@ into the next with no seam. The level is fixed (the music to come is not known, 
 normalized like ``Renderer.render``), with a soft limit on the rare peaks above ``KNEE``.
 ``Mp3Stream`` encodes the chunks with one LAME encoder, so its MP3 frames join without a gap.
 
-Synthesizers come from a pool (``SynthPool``): each costs about 12 MB and 40 ms to make, and is
-reset and reused by the next stream.
+Synthesizers come from a pool (``SynthPool``), one pool per soundfont (``pool_for``): each costs about
+12 MB and 40 ms to make (FluidR3; the first of a soundfont loads it, 6 s for MuseScore General's), and
+is reset and reused by the next stream.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import heapq
 import math
 import threading
+from pathlib import Path
 
 import numpy as np
 import pretty_midi
 
+from . import soundfonts
 from .render import (
     BLOCK_FRAMES,
     CHUNK_FRAMES,
@@ -35,19 +38,23 @@ from .render import (
     _channels,
     _events,
     find_soundfont,
+    installed_soundfont,
 )
 
 # Gain from the synthesizer's float level (at its gain 0.2) to full scale: generated piano pieces peak between
-# 0.04 and 0.12 there, so they stream at about the loudness of the normalized files (-1 dBFS peak).
+# 0.04 and 0.12 there through FluidR3, so they stream at about the loudness of the normalized files (-1 dBFS
+# peak). Other soundfonts get it divided by their ``loudness``.
 STREAM_GAIN = 0.9 / 0.12
 KNEE = 0.7  # above this share of full scale, peaks are squeezed smoothly into the rest (soft limit)
 
 
 class SynthPool:
-    """Synthesizers with the soundfont loaded, handed out one per stream and taken back reset."""
+    """Synthesizers with the soundfont loaded, handed out one per stream and taken back reset; their streams
+    play at ``gain`` (``to_pcm``)."""
 
-    def __init__(self, soundfont=None):
+    def __init__(self, soundfont=None, gain: float = STREAM_GAIN):
         self.soundfont = soundfont
+        self.gain = gain
         self._idle: list = []
         self._lock = threading.Lock()
 
@@ -88,14 +95,28 @@ class SynthPool:
             self._idle.append(synth_and_sfid)
 
 
-_pool = SynthPool()
+_pools: dict[Path, SynthPool] = {}  # one per soundfont file
+_pools_lock = threading.Lock()
 
 
-def warm_synths(count: int) -> None:
-    """Make ``count`` synthesizers now, so that the first streams do not wait for them."""
-    made = [_pool.acquire() for _ in range(count)]
+def pool_for(soundfont: str | None = None) -> SynthPool:
+    """The process-wide pool of the soundfont choice ``soundfont`` (default: the setting's default), its streams
+    as loud as the default's; raises ``RenderUnavailable`` when that soundfont is not installed."""
+    path = installed_soundfont(soundfont)
+    with _pools_lock:
+        if path not in _pools:
+            _pools[path] = SynthPool(path, STREAM_GAIN / soundfonts.loudness_of(path))
+        return _pools[path]
+
+
+def warm_synths(count: int, soundfont: str | None = None) -> None:
+    """Make ``count`` synthesizers of ``soundfont`` now, so that the first streams do not wait for them."""
+    pool = pool_for(soundfont)
+    made = [pool.acquire() for _ in range(count)]
     for synth in made:
-        _pool.release(synth)
+        pool.release(synth)
+
+
 _write_float_function = None
 
 
@@ -115,9 +136,9 @@ def _write_float(synth, buffer: np.ndarray, count: int) -> None:
     _write_float_function(synth.synth, count, pointer, 0, 2, pointer, 1, 2)
 
 
-def to_pcm(chunk: np.ndarray) -> np.ndarray:
-    """Float samples from the synthesizer as int16 at the stream's fixed level, peaks above ``KNEE`` squeezed."""
-    level = chunk * STREAM_GAIN
+def to_pcm(chunk: np.ndarray, gain: float = STREAM_GAIN) -> np.ndarray:
+    """Float samples from the synthesizer as int16 at the fixed level ``gain``, peaks above ``KNEE`` squeezed."""
+    level = chunk * gain
     loud = np.abs(level) > KNEE
     if loud.any():
         over = np.abs(level[loud]) - KNEE
@@ -126,11 +147,12 @@ def to_pcm(chunk: np.ndarray) -> np.ndarray:
 
 
 class SynthStream:
-    """One listener's synthesizer: schedule notes (times in seconds), then ``render`` up to a time."""
+    """One listener's synthesizer: schedule notes (times in seconds), then ``render`` up to a time. ``pool``:
+    where its synthesizer comes from, ``pool_for(soundfont)`` (by default, the default soundfont's)."""
 
-    def __init__(self, pool: SynthPool = _pool):
-        self.pool = pool
-        self.synth, self.sfid = pool.acquire()
+    def __init__(self, pool: SynthPool | None = None):
+        self.pool = pool or pool_for()
+        self.synth, self.sfid = self.pool.acquire()
         self.frame = 0  # frames rendered so far
         self._events: list[list] = []  # heap of [frame, kind, order, args, live]
         self._order = 0
@@ -193,7 +215,7 @@ class SynthStream:
             count = min(stop - self.frame, CHUNK_FRAMES)
             chunk = self._scratch[:count]
             _write_float(self.synth, chunk, count)
-            out[self.frame - first : self.frame - first + count] = to_pcm(chunk)
+            out[self.frame - first : self.frame - first + count] = to_pcm(chunk, self.pool.gain)
             self.frame += count
 
     def _push(self, frame: int, kind: int, args: tuple) -> list:

@@ -91,11 +91,14 @@ def request_from_args(args):
 
 
 def read_seed(path: str, request):
-    """The seed file a command continues (cut at ``request.keep_seed_until``)."""
+    """The seed file a command continues (cut at ``request.keep_seed_until``); what the loader repaired in it
+    is reported on stderr."""
     from .midi_io import MidiLimits, read_midi
     from .splice import Seed, cut
 
     file = read_midi(path, MidiLimits(max_bytes=64 << 20, max_notes=10**7))
+    for notice in file.notices:
+        print(f"note: {notice}", file=sys.stderr)
     return Seed(cut(file, request.keep_seed_until) if request.keep_seed_until else file)
 
 
@@ -117,7 +120,7 @@ def run_generate(args) -> None:
 
             audio = Path(args.audio)
             audio = audio if len(results) == 1 else audio.with_name(f"{audio.stem}-{index}{audio.suffix}")
-            write_audio(get_renderer().render(result.midi), audio)
+            write_audio(get_renderer(request.soundfont).render(result.midi), audio)
             print(f"{audio}: audio")
 
 
@@ -308,12 +311,14 @@ def add_render(commands) -> None:
     p = commands.add_parser("render", help="render a MIDI file to audio with FluidSynth")
     p.add_argument("midi", help="input .mid")
     p.add_argument("audio", help="output .mp3 or .wav")
+    add_setting_flags(p, ["soundfont"])
 
 
 def run_render(args) -> None:
     from .render import render_file
 
-    render_file(args.midi, args.audio)
+    soundfont = clean_choice(setting("soundfont"), args.soundfont) if args.soundfont else None
+    render_file(args.midi, args.audio, soundfont=soundfont)
     print(f"{args.audio}: written")
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from . import checkpoint
+from . import checkpoint, soundfonts
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .device import resolve_device, usable_cores
 from .phrases import PhraseWriter
@@ -48,6 +48,7 @@ class GenerationRequest:
     key: str = "auto"  # "auto" (the seed's), "free", or one of KEY_NAMES such as "D minor"
     density: str = "auto"  # "auto" (the seed's) or one of DENSITY_LEVELS, sparse to dense
     repetition: float = setting("repetition").default  # chance that a phrase is an earlier one again
+    soundfont: str = setting("soundfont").default  # what the audio is played with; not used by sampling
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):
@@ -64,6 +65,8 @@ class GenerationRequest:
             key_index(self.key)
         if self.density not in ("auto", *DENSITY_LEVELS):
             raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {self.density!r}")
+        if self.soundfont not in soundfonts.BY_NAME:
+            raise ValueError(f"soundfont must be one of {', '.join(soundfonts.BY_NAME)}, not {self.soundfont!r}")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import anyio
 import pretty_midi
 
-from .audio_stream import Mp3Stream, SynthStream
+from .audio_stream import Mp3Stream, SynthStream, pool_for
 from .render import TAIL_SECONDS
 from .settings import UserError
 
@@ -61,9 +61,9 @@ class PieceStream:
     lead = math.inf  # no pacing: the browser buffers what comes
     kept_after_end = False  # nothing to ask of it once played
 
-    def __init__(self, midi: pretty_midi.PrettyMIDI):
+    def __init__(self, midi: pretty_midi.PrettyMIDI, soundfont: str | None = None):
         self.end = midi.get_end_time() + TAIL_SECONDS
-        self.synth = SynthStream()
+        self.synth = SynthStream(pool_for(soundfont))
         self.synth.schedule_midi(midi)
         self.mp3 = Mp3Stream()
         self.sent = 0.0  # seconds of audio sent
@@ -87,11 +87,12 @@ class EndlessLive:
 
     kept_after_end = True  # its Stop asks for the session's MIDI after the sound has stopped
 
-    def __init__(self, endless, program: int, max_seconds: float, kept_seed: bool = False):
+    def __init__(self, endless, program: int, max_seconds: float, kept_seed: bool = False,
+                 soundfont: str | None = None):
         self.endless = endless
         self.max_seconds = max_seconds
         self.kept_seed = kept_seed  # the session's MIDI file starts with the seed
-        self.synth = SynthStream()
+        self.synth = SynthStream(pool_for(soundfont))
         self.synth.set_program(0, program)
         self.mp3 = Mp3Stream()
         self.sent = 0.0

@@ -4,7 +4,9 @@ Uploads are checked in cheap stages before mido and pretty_midi see them: the si
 the chunk layout, and one scan over the events that counts them, notes the channels they use and
 measures the piece from its tempo map. Anything mido or pretty_midi still raise becomes one
 :class:`MidiError`. :func:`read_midi` also returns the checked file's bytes, which an output keeps
-as they are.
+as they are, but repaired as tolerant readers read them: data bytes above 127 clipped to 127 (as
+mido's ``clip`` does) and an empty track given its end, so that every file midigen writes is valid.
+Every later reading of MIDI bytes goes through :func:`read_mido` or :func:`parse_midi`.
 """
 
 import copy
@@ -20,7 +22,8 @@ import mido
 import pretty_midi
 from mido.messages import SPEC_BY_STATUS
 
-__all__ = ["CheckedMidi", "MidiError", "MidiLimits", "Trimmed", "load_midi", "parse_midi", "read_midi", "trim_to_last"]
+__all__ = ["CheckedMidi", "MidiError", "MidiLimits", "Trimmed", "load_midi", "parse_midi", "read_midi", "read_mido",
+           "trim_to_last"]
 
 _DAMAGED = "This MIDI file is damaged and could not be read."
 _TRUNCATED = "This MIDI file is damaged: a track ends in the middle of an event."
@@ -29,6 +32,8 @@ _DEFAULT_TEMPO = 500_000  # microseconds per beat (120 BPM) until the first temp
 # Data bytes after the status byte of each channel message; other statuses are not allowed in files.
 _CHANNEL_DATA_BYTES = {status: spec["length"] - 1 for status, spec in SPEC_BY_STATUS.items() if status < 0xF0}
 _META, _SYSEX, _SYSEX_ESCAPE, _META_TEMPO = 0xFF, 0xF0, 0xF7, 0x51
+_DATA_MAX = 0x7F
+_END_OF_TRACK = b"\x00\xff\x2f\x00"
 
 
 class MidiError(ValueError):
@@ -55,13 +60,23 @@ class CheckedMidi:
     """An upload that passed the checks.
 
     ``data`` is the file as uploaded, less any chunks other than the header and the tracks (the track
-    chunks are the uploaded bytes); ``midi`` is what pretty_midi reads in it; ``channels`` are the MIDI
-    channels (0-15) its channel events use.
+    chunks are the uploaded bytes, with ``clipped`` data bytes above 127 set to 127 and an empty track
+    given its end); ``midi`` is what pretty_midi reads in it; ``channels`` are the MIDI channels (0-15)
+    its channel events use.
     """
 
     data: bytes
     midi: pretty_midi.PrettyMIDI
     channels: frozenset[int]
+    clipped: int = 0
+
+    @property
+    def notices(self) -> list[str]:
+        """What the user is told about the repairs in ``data``."""
+        if not self.clipped:
+            return []
+        return [f"The seed had {_count(self.clipped, 'out-of-range data byte')}; midigen reads and keeps "
+                f"{'it' if self.clipped == 1 else 'them'} as 127, as most MIDI readers do."]
 
 
 def read_midi(
@@ -77,11 +92,12 @@ def read_midi(
     if len(data) > limits.max_bytes:
         raise MidiError(_too_large(len(data), limits.max_bytes))
     fmt, division, tracks = _split_chunks(data, limits)
-    channels = _check_events(tracks, division, limits)
+    scan = _check_events(tracks, division, limits)
+    tracks = [_repaired(track, over) for track, over in zip(tracks, scan.over_range, strict=True)]
     data = b"".join([_header(fmt, len(tracks), division), *(_chunk(b"MTrk", t) for t in tracks)])
     midi = parse_midi(data)
     _check_notes(midi)
-    return CheckedMidi(data, midi, frozenset(channels))
+    return CheckedMidi(data, midi, frozenset(scan.channels), sum(map(len, scan.over_range)))
 
 
 def load_midi(
@@ -184,6 +200,7 @@ class _Scan:
     notes: int = 0
     end_tick: int = 0
     channels: set[int] = field(default_factory=set)
+    over_range: list[list[int]] = field(default_factory=list)  # per track: where its data bytes exceed 127
 
     def count(self, is_note: bool) -> None:
         self.events += 1
@@ -193,10 +210,14 @@ class _Scan:
         if self.notes > self.limits.max_notes:
             raise MidiError(f"This MIDI file has too many notes (over {self.limits.max_notes:,}).")
 
+    def note_over_range(self, track: bytes, start: int, end: int) -> None:
+        """Note where ``track[start:end]``, data bytes of one event, exceeds 127 (in the track scanned last)."""
+        self.over_range[-1].extend(pos for pos in range(start, min(end, len(track))) if track[pos] > _DATA_MAX)
 
-def _check_events(tracks: list[bytes], division: int, limits: MidiLimits) -> set[int]:
+
+def _check_events(tracks: list[bytes], division: int, limits: MidiLimits) -> _Scan:
     """Scan every event without building objects: counts, tempos and the length of the piece.
-    Returns the channels used."""
+    Returns the scan: the channels used, the data bytes to clip."""
     scan = _Scan(limits)
     tempo_map = []
     for index, track in enumerate(tracks):
@@ -213,12 +234,13 @@ def _check_events(tracks: list[bytes], division: int, limits: MidiLimits) -> set
         )
     if scan.end_tick > limits.max_ticks:
         raise MidiError(f"This MIDI file's timeline is too long ({scan.end_tick:,} ticks) to be loaded.")
-    return scan.channels
+    return scan
 
 
 def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
     """Walk one track's events as mido will read them; return its (tick, tempo) events."""
     tempos, pos, tick, running = [], 0, 0, None
+    scan.over_range.append([])
     try:
         while pos < len(track):
             delta, pos = _read_vlq(track, pos)
@@ -234,6 +256,7 @@ def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
             elif status in (_SYSEX, _SYSEX_ESCAPE):
                 running = None
                 length, pos = _read_vlq(track, pos + 1)
+                scan.note_over_range(track, *_sysex_data(track, pos, length))
                 pos += length
                 scan.count(False)
             else:
@@ -245,7 +268,10 @@ def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
                 if running not in _CHANNEL_DATA_BYTES:
                     raise MidiError("This MIDI file is damaged: it contains an invalid status byte.")
                 is_note = (running & 0xF0) == 0x90 and track[pos + 1] > 0
-                pos += _CHANNEL_DATA_BYTES[running]
+                size = _CHANNEL_DATA_BYTES[running]
+                if track[pos] > _DATA_MAX or track[pos + size - 1] > _DATA_MAX:
+                    scan.note_over_range(track, pos, pos + size)
+                pos += size
                 scan.count(is_note)
     except IndexError as exc:
         raise MidiError(_TRUNCATED) from exc
@@ -253,6 +279,29 @@ def _scan_track(track: bytes, scan: _Scan) -> list[tuple[int, int]]:
         raise MidiError(_TRUNCATED)
     scan.end_tick = max(scan.end_tick, tick)
     return tempos
+
+
+def _sysex_data(track: bytes, pos: int, length: int) -> tuple[int, int]:
+    """Where the data of the sysex payload at ``pos`` lies: mido drops a leading 0xF0 and a final 0xF7."""
+    start, end = pos, min(pos + length, len(track))
+    if start < end and track[start] == _SYSEX:
+        start += 1
+    if start < end and track[end - 1] == _SYSEX_ESCAPE:
+        end -= 1
+    return start, end
+
+
+def _repaired(track: bytes, over_range: list[int]) -> bytes:
+    """``track`` with the data bytes at ``over_range`` clipped to 127, and its end if it is empty (which
+    pretty_midi cannot read); every other byte as it was."""
+    if not track:
+        return _END_OF_TRACK
+    if not over_range:
+        return track
+    out = bytearray(track)
+    for pos in over_range:
+        out[pos] = _DATA_MAX
+    return bytes(out)
 
 
 def _read_vlq(data: bytes, pos: int) -> tuple[int, int]:
@@ -301,12 +350,17 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} seconds"
 
 
+def read_mido(data: bytes) -> mido.MidiFile:
+    """What mido reads in MIDI bytes, tolerantly: data bytes above 127 are read as 127 (mido's ``clip``)."""
+    return mido.MidiFile(file=io.BytesIO(data), clip=True)
+
+
 def parse_midi(data: bytes) -> pretty_midi.PrettyMIDI:
     """Parse checked bytes (or a file midigen wrote) with mido and pretty_midi; any failure becomes MidiError."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            midi_file = mido.MidiFile(file=io.BytesIO(data), clip=True)
+            midi_file = read_mido(data)
             for track in midi_file.tracks:
                 if not track:  # pretty_midi cannot handle an empty track.
                     track.append(mido.MetaMessage("end_of_track"))

@@ -1,9 +1,10 @@
 """Render MIDI to audio with one long-lived FluidSynth synthesizer.
 
-``Renderer`` keeps a single ``fluidsynth.Synth`` with the soundfont loaded once and
-reuses it for every request (serialized by a lock). A piece is rendered by walking a
-time-sorted event list; FluidSynth writes float samples into a small scratch buffer, which is
-stored as 16-bit PCM in one preallocated ``(n, 2)`` buffer, peak-normalized in place at the end:
+``Renderer`` keeps a single ``fluidsynth.Synth`` with its soundfont loaded once and
+reuses it for every request (serialized by a lock); ``get_renderer`` keeps one per soundfont
+choice (``soundfonts``). A piece is rendered by walking a time-sorted event list; FluidSynth
+writes float samples into a small scratch buffer, which is stored as 16-bit PCM in one
+preallocated ``(n, 2)`` buffer, peak-normalized in place at the end:
 half the memory of float32 and what the encoders take.
 
 pyfluidsynth and libfluidsynth are optional: without them (or without a General MIDI
@@ -22,6 +23,9 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
+from . import soundfonts
+from .settings import setting
+
 # 32 kHz keeps everything up to 16 kHz, about what LAME keeps of a 128 kbps MP3 at 44.1 kHz (it cuts near
 # 17 kHz), for 27% less synthesis and encoding than 44.1 kHz.
 SAMPLE_RATE = 32000
@@ -35,7 +39,6 @@ PCM_MAX = 32767
 FULL_SCALE_LEVEL = 0.25
 CHUNK_FRAMES = 4096  # the float scratch buffer: 32 KB
 SOUNDFONT_ENV = "MIDIGEN_SOUNDFONT"
-SYSTEM_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 DRUM_CHANNEL = 9
 DRUM_BANK = 128
 MIDI_CHANNELS = 256
@@ -59,26 +62,38 @@ class RenderUnavailable(RuntimeError):
     """FluidSynth or a General MIDI soundfont is missing."""
 
 
-def find_soundfont() -> Path | None:
-    """Return the soundfont to use, or None if none is installed.
-
-    Order: ``$MIDIGEN_SOUNDFONT``, Debian's FluidR3_GM, pretty_midi's bundled TimGM6mb.
+def find_soundfont(name: str | None = None) -> Path | None:
+    """Return the file of the soundfont choice ``name`` (default: the ``soundfont`` setting's default), or None
+    if it is not installed. ``$MIDIGEN_SOUNDFONT`` replaces the default choice's file.
 
     Raises
     ------
     RenderUnavailable
         If ``$MIDIGEN_SOUNDFONT`` is set but names no file.
+    ValueError
+        If ``name`` is no soundfont of ``soundfonts.CATALOGUE``.
     """
+    default = setting("soundfont").default
+    name = name or default
+    if name not in soundfonts.BY_NAME:
+        raise ValueError(f"soundfont must be one of {', '.join(soundfonts.BY_NAME)}, not {name!r}")
     configured = os.environ.get(SOUNDFONT_ENV)
-    if configured:
+    if configured and name == default:
         path = Path(configured).expanduser()
         if not path.is_file():
             raise RenderUnavailable(f"no General MIDI soundfont found: {SOUNDFONT_ENV}={configured} does not exist")
         return path
-    for path in (SYSTEM_SOUNDFONT, Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"):
-        if path.is_file():
-            return path
-    return None
+    return soundfonts.BY_NAME[name].path
+
+
+def installed_soundfont(name: str | None = None) -> Path:
+    """``find_soundfont(name)``, raising ``RenderUnavailable`` (with the package to install) when it is missing."""
+    path = find_soundfont(name)
+    if path is None:
+        missing = soundfonts.BY_NAME[name or setting("soundfont").default]
+        raise RenderUnavailable(f"no General MIDI soundfont found: {missing.name} is not installed "
+                                f"(apt install {missing.package})")
+    return path
 
 
 def _channels(instruments: list[pretty_midi.Instrument]) -> list[int]:
@@ -149,7 +164,7 @@ class Renderer:
     Parameters
     ----------
     soundfont
-        Path to a ``.sf2`` file; default ``find_soundfont()``.
+        Path to a ``.sf2`` or ``.sf3`` file; default ``find_soundfont()``.
 
     Raises
     ------
@@ -294,23 +309,24 @@ class Renderer:
         self._write_float(self._synth.synth, count, pointer, 0, 2, pointer, 1, 2)
 
 
-_renderer: Renderer | None = None
+_renderers: dict[Path, Renderer] = {}  # one per soundfont file
 _renderer_lock = threading.Lock()
 
 
-def get_renderer() -> Renderer:
-    """Return the process-wide ``Renderer``, creating it on first use.
+def get_renderer(soundfont: str | None = None) -> Renderer:
+    """Return the process-wide ``Renderer`` of the soundfont choice ``soundfont`` (default: the setting's
+    default), creating it on first use.
 
     Raises
     ------
     RenderUnavailable
-        On every call while FluidSynth or a soundfont is missing.
+        On every call while FluidSynth or that soundfont is missing.
     """
-    global _renderer
+    path = installed_soundfont(soundfont)
     with _renderer_lock:
-        if _renderer is None:
-            _renderer = Renderer()
-        return _renderer
+        if path not in _renderers:
+            _renderers[path] = Renderer(path)
+        return _renderers[path]
 
 
 def audio_available() -> tuple[bool, str]:
@@ -356,7 +372,9 @@ def _write_mp3(samples: np.ndarray, path: Path) -> Path:
     return path
 
 
-def render_file(midi_path: str | os.PathLike, audio_path: str | os.PathLike, max_seconds: float | None = None) -> Path:
-    """Render the MIDI file ``midi_path`` to ``audio_path`` (format from its suffix) and return that path."""
+def render_file(midi_path: str | os.PathLike, audio_path: str | os.PathLike, max_seconds: float | None = None,
+                soundfont: str | None = None) -> Path:
+    """Render the MIDI file ``midi_path`` to ``audio_path`` (format from its suffix) through the soundfont choice
+    ``soundfont`` (default: the setting's default) and return that path."""
     midi = pretty_midi.PrettyMIDI(str(midi_path))
-    return write_audio(get_renderer().render(midi, max_seconds=max_seconds), audio_path)
+    return write_audio(get_renderer(soundfont).render(midi, max_seconds=max_seconds), audio_path)

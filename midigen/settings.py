@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import pretty_midi
 
+from . import soundfonts
 from .controls import DENSITY_LEVELS, KEY_NAMES, key_index
 
 MAX_RANDOM_SEED = 2**31 - 1
@@ -78,6 +79,19 @@ KEYS = (("Auto: the seed's key (from scratch, a random one)", "auto"), ("Free: n
 DENSITIES = (("Auto: the seed's (from scratch, the model's choice)", "auto"),
              *((level.capitalize(), level) for level in DENSITY_LEVELS))
 GM_PROGRAMS = tuple((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128))
+
+
+def soundfont_setting(installed: tuple[soundfonts.Soundfont, ...]) -> Setting:
+    """The ``soundfont`` setting: the ``installed`` soundfonts as choices, the first the default (with none, the
+    catalogue's first, and rendering says what is missing)."""
+    offered = installed or soundfonts.CATALOGUE[:1]
+    return Setting("soundfont", str, offered[0].name, "Sound",
+                   "The General MIDI soundfont the audio is played with (the MIDI file is the same).", "dropdown",
+                   advanced=True, choices=tuple((font.label, font.name) for font in offered),
+                   choices_text=", ".join(font.name for font in soundfonts.CATALOGUE) + " (those installed)",
+                   cli="--soundfont")
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("temperature", float, 0.95, "Temperature", "Low: safe and repetitive. High: adventurous.", "slider",
             0.05, 2.0, 0.05, cli="--temperature"),
@@ -111,6 +125,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("repetition", float, 0.5, "Repetition",
             "Chance that a two-bar phrase is an earlier one played again (0: never; never two in a row).", "slider",
             0.0, 1.0, 0.05, advanced=True, cli="--repetition"),
+    soundfont_setting(soundfonts.installed()),  # last: the API's parameters are positional, new ones go at the end
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 NAMES = tuple(BY_NAME)
@@ -207,6 +222,7 @@ def to_request(cleaned: dict):
         key=cleaned["key"],
         density=cleaned["density"],
         repetition=cleaned["repetition"],
+        soundfont=cleaned["soundfont"],
     )
 
 

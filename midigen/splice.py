@@ -1,7 +1,8 @@
 """A seeded piece as the user gets it back: the seed file untouched, then the new music on a track of its own.
 
 The model reads a merged, quantized piano view of the seed (all of it, or its last part); the output
-keeps the file itself. Its track chunks are copied byte for byte (every track, channel, program,
+keeps the file itself. Its track chunks, as the loader repaired them (``midi_io.read_midi``: data bytes
+above 127 clipped, so that the output is valid MIDI), are copied byte for byte (every track, channel, program,
 controller, drum note, tempo and time signature stays where it was) and one track is appended: the
 new music, on a channel the seed leaves free, in the seed's ticks. Its grid is the grid the model
 read the seed on, so it keeps the seed's final tempo and starts at the seed's last onset or after.
@@ -21,7 +22,7 @@ import mido
 import numpy as np
 import pretty_midi
 
-from .midi_io import CheckedMidi, MidiError, MidiLimits, read_midi
+from .midi_io import CheckedMidi, MidiError, MidiLimits, read_midi, read_mido
 from .tokenizer import Score
 
 DRUM_CHANNEL = 9
@@ -181,8 +182,9 @@ def cut(seed: CheckedMidi, seconds: float) -> CheckedMidi:
     end = seed.midi.time_to_tick(seconds)
     if not any(note.start < seconds for instrument in seed.midi.instruments for note in instrument.notes):
         raise MidiError(f"There are no notes before {seconds:g} s to keep.")
-    source = mido.MidiFile(file=io.BytesIO(seed.data))
-    kept = mido.MidiFile(type=source.type, ticks_per_beat=source.ticks_per_beat)
+    source = read_mido(seed.data)
+    # a type 0 file with several tracks (which the loader reads) is saved as what it is: type 1
+    kept = mido.MidiFile(type=1 if len(source.tracks) > 1 else source.type, ticks_per_beat=source.ticks_per_beat)
     for track in source.tracks:
         events, held, now = [], Counter(), 0
         for message in track:

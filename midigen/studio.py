@@ -20,7 +20,7 @@ import pretty_midi
 
 from . import pianoroll
 from .generate import Generated, GenerationRequest, Generator
-from .midi_io import MidiLimits, read_midi, trim_to_last
+from .midi_io import MidiLimits, parse_midi, read_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
 from .settings import UserError, setting
 from .splice import Seed, cut, excerpt
@@ -58,6 +58,7 @@ class Composition:
     summary: str  # without the time it was ready in
     notices: list[str]
     started: float  # perf_counter() when the request began
+    soundfont: str = setting("soundfont").default  # what the audio is played with
 
 
 @dataclass
@@ -84,18 +85,18 @@ class Studio:
 
     def load_seed(self, path: str | Path | None, until: float | None = None) -> tuple[Seed | None, list[str]]:
         """The uploaded seed, validated and cut at ``until`` seconds if given; the model reads only its last
-        part if it is long (with a notice)."""
+        part if it is long. Notices say so, and what the loader repaired."""
         if not path:
             return None, []
         try:
-            file = read_midi(path, self.limits.upload)
-            file = cut(file, until) if until else file
+            upload = read_midi(path, self.limits.upload)
+            file = cut(upload, until) if until else upload
         except ValueError as error:
             raise UserError(str(error)) from None
         part = trim_to_last(file.midi, self.limits.max_seed_notes, self.limits.max_seed_seconds)
         notice = (f"The seed was long: the music continues from its last {self.limits.max_seed_notes} notes / "
                   f"{self.limits.max_seed_seconds:.0f} seconds. With the seed kept, the MIDI file holds all of it.")
-        return Seed(file, part.midi, part.start), [notice] if part.trimmed else []
+        return Seed(file, part.midi, part.start), upload.notices + ([notice] if part.trimmed else [])
 
     def run(self, seed_path, request: GenerationRequest, sample: Callable | None = None,
             progress: Callable[[float, str], None] | None = None) -> StudioResult:
@@ -142,7 +143,7 @@ class Studio:
             + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s"
         )
         return Composition(results, stems, midi_paths, previews, preview_start, first.random_seed, summary, notices,
-                           started)
+                           started, request.soundfont)
 
     def finish(self, composition: Composition, progress: Callable[[float, str], None] | None = None) -> StudioResult:
         """The second half of ``run``: the MIDI files, audio and piano roll of a ``compose``d request."""
@@ -152,7 +153,7 @@ class Studio:
             midi_path.write_bytes(result.data)
         progress(0.5, "Rendering audio")
         try:
-            audio_paths = self._render(composition.previews, composition.stems)
+            audio_paths = self._render(composition.previews, composition.stems, composition.soundfont)
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
         progress(0.9, "Drawing the piano roll")
@@ -162,9 +163,10 @@ class Studio:
         return StudioResult(composition.stems[0].parent, composition.midi_paths, audio_paths, roll,
                             composition.random_seed, summary, notices)
 
-    def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path]) -> list[Path]:
-        """MP3 files of ``previews`` at ``stems``; LAME encodes one while FluidSynth renders the next."""
-        renderer = get_renderer()
+    def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path], soundfont: str) -> list[Path]:
+        """MP3 files of ``previews`` at ``stems`` through ``soundfont``; LAME encodes one while FluidSynth renders
+        the next."""
+        renderer = get_renderer(soundfont)
         with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
             encoded = [encoder.submit(write_audio, renderer.render(preview, max_seconds=self.limits.max_seconds * 3),
                                       stem.with_suffix(".mp3")) for preview, stem in zip(previews, stems, strict=True)]
@@ -190,17 +192,18 @@ class Studio:
         path.write_bytes(data)
         return path
 
-    def restore(self, takes: list[bytes], names: list[str], preview_start: float) -> tuple[list[Path], list[Path]]:
+    def restore(self, takes: list[bytes], names: list[str], preview_start: float,
+                soundfont: str = setting("soundfont").default) -> tuple[list[Path], list[Path]]:
         """A step's files made again from its bytes, after the sweep removed them: MIDI and audio (from
-        ``preview_start``, as first rendered). The bytes are the app's own output, kept in the session state."""
+        ``preview_start``, through ``soundfont``, as first rendered). The bytes are the app's own output, kept in
+        the session state."""
         folder = self.new_folder()
         midi_paths = [folder / Path(name).name for name in names]
         for data, path in zip(takes, midi_paths, strict=True):
             path.write_bytes(data)
-        previews = [excerpt(pretty_midi.PrettyMIDI(str(path)), preview_start, PREVIEW_HELD_NOTES)
-                    for path in midi_paths]
+        previews = [excerpt(parse_midi(data), preview_start, PREVIEW_HELD_NOTES) for data in takes]
         try:
-            audio_paths = self._render(previews, [path.with_suffix("") for path in midi_paths])
+            audio_paths = self._render(previews, [path.with_suffix("") for path in midi_paths], soundfont)
         except RenderUnavailable:
             audio_paths = []
         return midi_paths, audio_paths

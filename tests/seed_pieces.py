@@ -122,6 +122,27 @@ def band(bars: int = 12, seed: int = 2, resolution: int = 480) -> bytes:
     return _save(file)
 
 
+# A program, a controller value and a velocity above 127, as some real-world files have (strict readers refuse
+# them), and what tolerant readers (mido's clip) read them as.
+OUT_OF_RANGE = (0x80, 0xFF, 0x9C)
+CLIPPED = (0x7F, 0x7F, 0x7F)
+
+
+def with_raw_track(data: bytes, program: int, pan: int, velocity: int) -> bytes:
+    """``data`` (a type-1 file) with a track appended on channel 5: ``program``, the pan controller at ``pan`` and
+    two notes (the first at ``velocity``), each written as the raw data byte given, whatever its range."""
+    body = bytes([0, 0xC5, program, 0, 0xB5, 10, pan, 0, 0x95, 60, velocity, 0x83, 0x60, 0x85, 60, 0,
+                  0, 0x95, 64, 80, 0x83, 0x60, 0x85, 64, 0, 0, 0xFF, 0x2F, 0])
+    ntracks = struct.unpack_from(">H", data, 10)[0]
+    return data[:10] + struct.pack(">H", ntracks + 1) + data[12:] + b"MTrk" + struct.pack(">I", len(body)) + body
+
+
+def read_strictly(data: bytes) -> pretty_midi.PrettyMIDI:
+    """What standard readers see in ``data``: mido without ``clip`` must read it, then pretty_midi."""
+    mido.MidiFile(file=io.BytesIO(data))
+    return pretty_midi.PrettyMIDI(io.BytesIO(data))
+
+
 def long_piece(notes: int = 1400, seconds: float = 150.0, seed: int = 3) -> bytes:
     """Longer than the app primes the model with (1,000 notes / 90 s): a two-track piano piece with pedal."""
     rng = random.Random(seed)

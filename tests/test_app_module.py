@@ -87,7 +87,7 @@ def test_steps_make_swept_files_again(shipped_generator, tmp_path):
         for seed in (21, 22):
             outputs = composer.compose(None, {"seconds": 3, "random_seed": seed, "randomize": False, "variations": 2},
                                        lambda fraction, message: None)
-            state = steps.remember(state, None, *(outputs[name] for name in app.OUTPUT_NAMES))
+            state = steps.remember(state, None, None, *(outputs[name] for name in app.OUTPUT_NAMES))
     first = history.shown(history.move(state, -1))
     shutil.rmtree(Path(first["outputs"]["midi_files"][0]).parent)  # the sweep takes the first result's files
 

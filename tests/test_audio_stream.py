@@ -7,8 +7,9 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from midigen.audio_stream import KNEE, Mp3Stream, SynthPool, SynthStream, to_pcm
-from midigen.render import PCM_MAX, SAMPLE_RATE, RenderUnavailable, get_renderer
+from midigen.audio_stream import KNEE, Mp3Stream, SynthPool, SynthStream, pool_for, to_pcm
+from midigen.render import PCM_MAX, SAMPLE_RATE, RenderUnavailable, find_soundfont, get_renderer
+from midigen.settings import setting
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +114,19 @@ def test_mp3_chunks_decode_as_one_file(pool):
     assert rate == SAMPLE_RATE
     assert abs(len(audio) / rate - 4.0) < 0.1
     assert np.abs(audio[: int(2.5 * rate)]).max() > 0.05
+
+
+def test_each_soundfont_streams_from_its_own_pool_as_loud_as_the_default(pool):
+    levels = {}
+    for _, name in setting("soundfont").choices:
+        assert pool_for(name) is pool_for(name) and pool_for(name).soundfont == find_soundfont(name)
+        stream = SynthStream(pool_for(name))
+        assert stream.pool is pool_for(name)
+        stream.schedule_midi(chords())
+        levels[name] = np.sqrt(np.mean((streamed(stream, 7.0, chunk=0.5) / PCM_MAX) ** 2))
+        stream.close()
+    assert SynthStream().pool is pool_for() is pool_for(setting("soundfont").default)
+    default = levels.pop(setting("soundfont").default)
+    assert default > 0.05
+    for name, level in levels.items():  # at the same gain, TimGM6mb and MuseScore General are a quarter quieter
+        assert 0.85 < level / default < 1.18, name

@@ -12,7 +12,7 @@ import pretty_midi
 import pytest
 import soundfile as sf
 from midigen_testkit import SHIPPED_WEIGHTS, run_cli, write_midi
-from seed_pieces import band, contents, missing, performance
+from seed_pieces import OUT_OF_RANGE, band, contents, missing, performance, read_strictly, with_raw_track
 
 from midigen import cli
 from midigen.controls import key_index
@@ -154,6 +154,17 @@ def test_cli_keeps_a_real_world_seed_exactly(tmp_path, capsys, build):
                                                    for n in i.notes)
     audio = sf.info(str(tmp_path / "out.wav"))  # the whole piece, seed instruments included
     assert audio.duration == pytest.approx(pretty_midi.PrettyMIDI(str(out)).get_end_time() + 1.0, abs=0.05)
+
+
+def test_cli_regenerates_from_a_time_on_a_seed_with_out_of_range_data_bytes(tmp_path, capsys):
+    seed = tmp_path / "odd.mid"
+    seed.write_bytes(with_raw_track(performance(seconds=10.0), *OUT_OF_RANGE))
+    out = tmp_path / "out.mid"
+    assert cli.main(["generate", "--seed-midi", str(seed), "--keep-seed-until", "5", "--out", str(out), "--seconds",
+                     "3", "--random-seed", "2", "--device", "cpu"]) == 0
+    assert "3 out-of-range data bytes" in capsys.readouterr().err
+    midi = read_strictly(out.read_bytes())
+    assert max(n.start for i in midi.instruments[:-1] for n in i.notes) < 5.0 < midi.instruments[-1].notes[-1].start
 
 
 def test_invalid_temperature_is_a_one_line_error(tmp_path):

@@ -1,5 +1,6 @@
 """midigen.midi_io against a hostile corpus assembled byte by byte, plus property-based tests."""
 
+import io
 import random
 import re
 import struct
@@ -277,6 +278,43 @@ def test_path_with_uppercase_extension(tmp_path):
 )
 def test_tolerated_oddities(data):
     assert pitches(load_midi(data))
+
+
+def sysex(delta: int, payload: bytes) -> bytes:
+    return vlq(delta) + b"\xf0" + vlq(len(payload)) + payload
+
+
+def raw_data_bytes(program: int, pan: int, sysex_byte: int, velocity: int, running_velocity: int) -> bytes:
+    """A file whose program, pan value, sysex byte and two velocities (one after running status) are written as
+    the raw data bytes given, whatever their range."""
+    return smf(track(tempo(0, 500_000)), track(
+        event(0, 0xC0, program), event(0, 0xB0, 10, pan), sysex(0, bytes([0x7E, sysex_byte, 0xF7])),
+        event(0, 0x90, 60, velocity), event(240, 60, 0), event(0, 62, running_velocity), event(240, 62, 0)))
+
+
+def test_data_bytes_above_127_are_kept_clipped_to_127_and_counted():
+    checked = read_midi(raw_data_bytes(0x80, 0xFF, 0x90, 0x9C, 0xC8))
+    assert checked.data == raw_data_bytes(0x7F, 0x7F, 0x7F, 0x7F, 0x7F)  # every other byte as uploaded
+    assert checked.clipped == 5
+    assert checked.notices == ["The seed had 5 out-of-range data bytes; midigen reads and keeps them as 127, as most "
+                               "MIDI readers do."]
+    (piano,) = pretty_midi.PrettyMIDI(io.BytesIO(checked.data)).instruments  # strict readers read the kept bytes
+    assert piano.program == 127 and [n.velocity for n in piano.notes] == [127, 127]
+    assert [(c.number, c.value) for c in piano.control_changes] == [(10, 127)]
+    assert pitches(checked.midi) == [60, 62] and checked.midi.instruments[0].program == 127
+
+
+def test_a_file_in_range_is_kept_as_it_is_without_notices():
+    data = raw_data_bytes(5, 64, 0x10, 100, 90)
+    checked = read_midi(data)
+    assert (checked.data, checked.clipped, checked.notices) == (data, 0, [])
+
+
+def test_an_empty_track_is_kept_with_its_end_so_that_pretty_midi_reads_it():
+    checked = read_midi(header(1, 2) + chunk(b"MTrk", b"") + track(notes(SCALE)))
+    assert checked.data == header(1, 2) + track() + track(notes(SCALE))
+    assert pitches(pretty_midi.PrettyMIDI(io.BytesIO(checked.data))) == SCALE
+    assert checked.notices == []
 
 
 def test_exactly_at_the_limits_loads():

@@ -3,6 +3,7 @@
 import math
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from midigen import render
+from midigen import cli, render, soundfonts
 from midigen.render import (
     PCM_MAX,
     SAMPLE_RATE,
@@ -25,8 +26,11 @@ from midigen.render import (
     render_file,
     write_audio,
 )
+from midigen.settings import setting
 
 BUNDLED_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+DEFAULT_SOUNDFONT = setting("soundfont").default
+INSTALLED = [name for _, name in setting("soundfont").choices]
 
 
 class FloatRenderer:
@@ -221,13 +225,22 @@ def test_agrees_with_pretty_midi_fluidsynth(renderer):
 
 
 def test_soundfont_lookup_order(monkeypatch, tmp_path):
-    monkeypatch.setenv(SOUNDFONT_ENV, str(BUNDLED_SOUNDFONT))
-    assert find_soundfont() == BUNDLED_SOUNDFONT
-    monkeypatch.delenv(SOUNDFONT_ENV)
-    expected = render.SYSTEM_SOUNDFONT if render.SYSTEM_SOUNDFONT.is_file() else BUNDLED_SOUNDFONT
-    assert find_soundfont() == expected
-    monkeypatch.setattr(render, "SYSTEM_SOUNDFONT", tmp_path / "absent.sf2")
-    assert find_soundfont() == BUNDLED_SOUNDFONT
+    monkeypatch.delenv(SOUNDFONT_ENV, raising=False)
+    default = soundfonts.BY_NAME[DEFAULT_SOUNDFONT]
+    assert find_soundfont() == find_soundfont(DEFAULT_SOUNDFONT) == default.path
+    assert find_soundfont("timgm6mb") in soundfonts.BY_NAME["timgm6mb"].files
+    other = next(name for name in soundfonts.BY_NAME if name != DEFAULT_SOUNDFONT)
+    before = find_soundfont(other)
+    monkeypatch.setenv(SOUNDFONT_ENV, str(BUNDLED_SOUNDFONT))  # replaces the default choice's file only
+    assert find_soundfont() == find_soundfont(DEFAULT_SOUNDFONT) == BUNDLED_SOUNDFONT
+    assert find_soundfont(other) == before
+    absent = replace(soundfonts.BY_NAME["timgm6mb"], files=(tmp_path / "absent.sf2", tmp_path / "nor.sf2"))
+    monkeypatch.setitem(soundfonts.BY_NAME, "timgm6mb", absent)
+    assert find_soundfont("timgm6mb") is None
+    with pytest.raises(RenderUnavailable, match=r"timgm6mb is not installed \(apt install timgm6mb-soundfont\)"):
+        get_renderer("timgm6mb")
+    with pytest.raises(ValueError, match="soundfont must be one of fluidr3, .*not 'organ'"):
+        find_soundfont("organ")
 
 
 def test_missing_configured_soundfont_is_unavailable(monkeypatch, tmp_path):
@@ -237,7 +250,7 @@ def test_missing_configured_soundfont_is_unavailable(monkeypatch, tmp_path):
         find_soundfont()
     with pytest.raises(RenderUnavailable, match="no General MIDI soundfont found"):
         Renderer()
-    monkeypatch.setattr(render, "_renderer", None)  # as if no renderer had been made yet
+    monkeypatch.setattr(render, "_renderers", {})  # as if no renderer had been made yet
     for _ in range(2):
         with pytest.raises(RenderUnavailable):
             get_renderer()
@@ -295,3 +308,51 @@ def test_each_track_sounds_with_its_program_and_drums_with_the_drum_kit(renderer
     both.instruments += violin.instruments
     mixed = spectrum(both)
     assert float(mixed @ spectrum(violin)) > 0.5 and float(mixed @ spectrum(piano)) > 0.5
+
+
+def soundfont_renderer(name: str) -> FloatRenderer:
+    try:
+        return FloatRenderer(get_renderer(name))
+    except RenderUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.parametrize("name", INSTALLED)
+def test_each_soundfont_renders_with_the_right_level_and_length(name):
+    renderer = soundfont_renderer(name)
+    midi = piece()
+    audio = renderer.render(midi)
+    assert abs(len(audio) - (midi.get_end_time() + TAIL_SECONDS) * SAMPLE_RATE) <= 1
+    assert np.abs(audio).max() == pytest.approx(TARGET_PEAK, abs=1e-4)
+    assert rms(audio) > 0.05 and rms(audio[-2205:]) < 0.01 * rms(audio)
+    assert len(renderer.render(midi, max_seconds=1.0)) == SAMPLE_RATE
+    assert rms(renderer.render(band())) > 0.05  # strings, bass and drums sound too
+
+
+def test_the_same_midi_sounds_different_through_two_soundfonts():
+    midi = piece()
+    fluid, tim = (soundfont_renderer(name).render(midi).mean(axis=1) for name in ("fluidr3", "timgm6mb"))
+    assert fluid.shape == tim.shape
+
+    def spectrum(audio):
+        magnitude = np.abs(np.fft.rfft(audio[:SAMPLE_RATE]))
+        return magnitude / np.linalg.norm(magnitude)
+
+    assert float(spectrum(fluid) @ spectrum(tim)) < 0.9  # measured 0.74; a piece against itself gives 1
+    assert abs(np.corrcoef(fluid, tim)[0, 1]) < 0.5
+
+
+def test_one_renderer_per_soundfont():
+    fluid, tim = soundfont_renderer("fluidr3").renderer, soundfont_renderer("timgm6mb").renderer
+    assert fluid is not tim and get_renderer("timgm6mb") is tim and get_renderer("fluidr3") is fluid
+    assert (fluid.soundfont, tim.soundfont) == (find_soundfont("fluidr3"), find_soundfont("timgm6mb"))
+
+
+def test_the_render_command_takes_a_soundfont(renderer, tmp_path):
+    piece().write(str(tmp_path / "in.mid"))
+    for name in ("timgm6mb", DEFAULT_SOUNDFONT):
+        assert cli.main(["render", str(tmp_path / "in.mid"), str(tmp_path / f"{name}.wav"), "--soundfont", name]) == 0
+    tim, default = (sf.read(tmp_path / f"{name}.wav")[0] for name in ("timgm6mb", DEFAULT_SOUNDFONT))
+    np.testing.assert_array_equal(default, sf.read(render_file(tmp_path / "in.mid", tmp_path / "plain.wav"))[0])
+    assert tim.shape == default.shape and not np.allclose(tim, default, atol=0.05)
+    assert cli.main(["render", str(tmp_path / "in.mid"), str(tmp_path / "x.wav"), "--soundfont", "organ"]) == 1

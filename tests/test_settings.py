@@ -8,8 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from midigen import cli
-from midigen.settings import SETTINGS, UserError, clean_settings, defaults, markdown_table, setting, to_request
+from midigen import cli, soundfonts
+from midigen.settings import (
+    SETTINGS,
+    UserError,
+    clean_settings,
+    defaults,
+    markdown_table,
+    setting,
+    soundfont_setting,
+    to_request,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 NUMBERS = [s for s in SETTINGS if s.kind in (int, float)]
@@ -95,6 +104,28 @@ def test_choices_accept_their_values_and_refuse_the_rest(spec):
 def test_a_key_may_be_spelled_with_flats_or_sharps():
     assert clean_settings({"key": "eb MAJOR"})["key"] == clean_settings({"key": "D# major"})["key"]
     assert to_request(clean_settings({"key": "a minor", "density": "busy"})).key == "A minor"
+
+
+def test_the_soundfont_is_the_last_setting_and_reaches_the_request():
+    assert SETTINGS[-1].name == "soundfont"  # the API's parameters are positional: new ones go at the end
+    assert to_request(clean_settings({})).soundfont == setting("soundfont").default == "fluidr3"
+    assert to_request(clean_settings({"soundfont": "TimGM6mb"})).soundfont == "timgm6mb"
+    assert parse_generate("--soundfont", "timgm6mb").soundfont == "timgm6mb"
+    with pytest.raises(UserError, match="^soundfont must be fluidr3, musescore, timgm6mb"):
+        parse_generate("--soundfont", "organ")
+
+
+def test_a_missing_soundfont_is_left_out_with_one_log_line(tmp_path, caplog):
+    gone = soundfonts.Soundfont("fluidr3", "FluidR3 GM (default)", "fluid-soundfont-gm", (tmp_path / "FluidR3.sf2",))
+    catalogue = (gone, *soundfonts.CATALOGUE[1:])
+    with caplog.at_level("INFO", logger="midigen"):
+        spec = soundfont_setting(soundfonts.installed(catalogue))
+    assert [record.getMessage() for record in caplog.records] == [
+        f"soundfont fluidr3 left out of the choices: {tmp_path / 'FluidR3.sf2'} not found "
+        "(apt install fluid-soundfont-gm)"]
+    names = [name for _, name in spec.choices]
+    assert "fluidr3" not in names and "timgm6mb" in names and spec.default == names[0]  # the first available
+    assert soundfont_setting(()).choices == (("FluidR3 GM (default)", "fluidr3"),)  # none: rendering says why
 
 
 def test_the_readme_table_is_the_declared_list():

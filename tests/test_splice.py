@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import mido
 import pretty_midi
 import pytest
-from seed_pieces import band, channels, contents, long_piece, missing, performance, track_chunks
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from seed_pieces import (
+    CLIPPED,
+    OUT_OF_RANGE,
+    band,
+    channels,
+    contents,
+    long_piece,
+    missing,
+    performance,
+    read_strictly,
+    track_chunks,
+    with_raw_track,
+)
 
 from midigen.midi_io import MidiError, read_midi, trim_to_last
 from midigen.splice import Seed, cut, excerpt, splice
@@ -215,3 +230,100 @@ def test_cut_before_the_first_note_is_refused_clearly():
     first = min(n.start for i in whole.midi.instruments for n in i.notes)
     with pytest.raises(MidiError, match="no notes before"):
         cut(whole, first / 2 if first > 0 else 0.0001)
+
+
+# -- seeds with data bytes above 127: tolerated on reading, kept clipped, so every output is valid MIDI -------------
+
+
+def test_a_seed_with_out_of_range_data_bytes_is_kept_with_only_them_clipped():
+    seed = primed_seed(with_raw_track(band(), *OUT_OF_RANGE))
+    assert seed.file.clipped == 3
+    _, output = splice(seed, continuation_after(seed), GRID, program=40)
+    assert track_chunks(output)[:-1] == track_chunks(with_raw_track(band(), *CLIPPED))
+    new = read_strictly(output).instruments[-1]
+    assert [n.pitch for n in new.notes] == [20, 108, 64] and new.program == 40
+    again = Seed(read_midi(output))  # Continue: the output read back as the seed, nothing left to repair
+    assert again.file.clipped == 0 and again.file.data == output
+
+
+def test_regenerating_from_a_time_on_such_a_seed_writes_valid_midi():
+    upload = read_midi(with_raw_track(performance(seconds=10.0), *OUT_OF_RANGE))
+    kept = cut(upload, 5.0)
+    odd = read_strictly(kept.data).instruments[-1]  # the appended track on channel 5
+    assert odd.program == 127 and [n.velocity for n in odd.notes] == [127, 80]
+    seed = Seed(kept)
+    _, output = splice(seed, continuation_after(seed), GRID, program=40)
+    assert read_strictly(output).instruments[-1].program == 40
+
+
+def test_cut_saves_a_format_0_file_with_several_tracks_as_format_1():
+    data = band()
+    data = data[:8] + struct.pack(">H", 0) + data[10:]  # the loader reads it; mido cannot save it as type 0
+    kept = cut(read_midi(data), 4.0)
+    assert mido.MidiFile(file=io.BytesIO(kept.data)).type == 1
+    assert len(track_chunks(kept.data)) == len(track_chunks(data))
+
+
+def small_file(*tracks: list[tuple[int, ...]]) -> tuple[bytes, list[int]]:
+    """A type-1 file (96 ticks per beat, 100 BPM) of the tracks' channel events, each ``(delta < 128, status,
+    data...)``, and where in the file their data bytes are."""
+    chunks, data_bytes, position = [], [], 14 + 8 + 11  # after the header and the tempo track
+    for events in tracks:
+        body = b"".join(bytes(event) for event in events) + b"\x00\xff\x2f\x00"
+        offset = position + 8
+        for event in events:
+            data_bytes += range(offset + 2, offset + len(event))
+            offset += len(event)
+        chunks.append(b"MTrk" + struct.pack(">I", len(body)) + body)
+        position += len(chunks[-1])
+    tempo = b"MTrk" + struct.pack(">I", 11) + b"\x00\xff\x51\x03\x09\x27\xc0\x00\xff\x2f\x00"
+    return b"MThd" + struct.pack(">IHHH", 6, 1, len(tracks) + 1, 96) + tempo + b"".join(chunks), data_bytes
+
+
+SMALL_SEEDS = [
+    small_file([(0, 0xC0, 5), (0, 0xB0, 64, 100), (0, 0x90, 60, 90), (48, 0x80, 60, 0), (0, 0x90, 64, 70),
+                (0, 0x90, 67, 110), (96, 0x80, 64, 0), (0, 0x80, 67, 0), (0, 0xE0, 0, 64), (0, 0xB0, 64, 0)]),
+    small_file([(0, 0x91, 48, 80), (24, 0x81, 48, 0), (0, 0x91, 52, 80), (24, 0x91, 52, 0)],
+               [(0, 0x99, 38, 100), (12, 0x89, 38, 0), (0, 0xC2, 33), (0, 0x92, 36, 60), (96, 0x82, 36, 0)]),
+]
+NEW_MUSIC = Score([Note(60, 0, 3, 99), Note(108, 1, 6, 40), Note(21, GRID, 24, 127)])
+
+
+@st.composite
+def damaged_seeds(draw) -> bytes:
+    """A small valid file with a few data bytes set above 127, and maybe a few bytes of its tracks overwritten or
+    flipped."""
+    seed, data_bytes = draw(st.sampled_from(SMALL_SEEDS))
+    data = bytearray(seed)
+    for where in draw(st.lists(st.sampled_from(data_bytes), max_size=3)):
+        data[where] = draw(st.integers(0x80, 0xFF))
+    for _ in range(draw(st.integers(0, 2))):
+        where = draw(st.integers(22, len(data) - 1))  # past the header and the first chunk header
+        if draw(st.booleans()):
+            data[where] = draw(st.integers(0, 0xFF))
+        else:
+            data[where] ^= 1 << draw(st.integers(0, 7))
+    return bytes(data)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(damaged_seeds(), st.floats(0.05, 1.0))
+def test_any_seed_the_loader_takes_splices_and_cuts_into_files_standard_readers_read(data, fraction):
+    try:
+        upload = read_midi(data)
+    except MidiError as error:
+        assert 0 < len(str(error)) < 200
+        return
+    if len(upload.data) == len(data):  # nothing dropped or added: only the clipped data bytes differ
+        changed = [(was, now) for was, now in zip(data, upload.data, strict=True) if was != now]
+        assert len(changed) == upload.clipped and all(was > 127 and now == 127 for was, now in changed)
+    _, output = splice(Seed(upload), NEW_MUSIC, GRID, program=40)
+    read_strictly(output)
+    assert output[14:].startswith(upload.data[14:])  # the seed's tracks as the loader kept them
+    assert read_midi(output).clipped == 0  # Continue reads it back with nothing to repair
+    try:
+        kept = cut(upload, fraction * upload.midi.get_end_time())
+    except MidiError:  # no notes before that time
+        return
+    read_strictly(kept.data)
+    read_strictly(splice(Seed(kept), NEW_MUSIC, GRID, program=40)[1])

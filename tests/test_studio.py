@@ -6,10 +6,23 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 
+import numpy as np
 import pretty_midi
 import pytest
 import soundfile as sf
-from seed_pieces import band, channels, contents, long_piece, missing, performance, track_chunks
+from seed_pieces import (
+    CLIPPED,
+    OUT_OF_RANGE,
+    band,
+    channels,
+    contents,
+    long_piece,
+    missing,
+    performance,
+    read_strictly,
+    track_chunks,
+    with_raw_track,
+)
 
 from midigen.examples import write_examples
 from midigen.generate import GenerationRequest
@@ -194,3 +207,32 @@ def test_regenerate_from_a_time_keeps_everything_before_it(studio, seeds):
     added = missing(output.notes, before)
     assert added and all(program == 40 for program, *_ in added), "a seed note after the cut was kept"
     assert min(start for *_, start, _ in added) >= max(start for *_, start, _ in before) - 1e-6
+
+
+def test_a_seed_with_out_of_range_data_bytes_works_for_every_action(studio, tmp_path):
+    """Generate with the seed kept and left out, regenerate from a time, and continue the output: each is told
+    about the clipped bytes once, and each file written is one strict readers read."""
+    seed = tmp_path / "odd.mid"
+    seed.write_bytes(with_raw_track(performance(seconds=10.0), *OUT_OF_RANGE))
+    notice = ("The seed had 3 out-of-range data bytes; midigen reads and keeps them as 127, as most MIDI readers do.")
+    for request in (REQUEST, replace(REQUEST, continuation_only=True), replace(REQUEST, keep_seed_until=5.0)):
+        composed = studio.compose(seed, request)
+        assert composed.notices.count(notice) == 1, composed.notices
+        read_strictly(composed.results[0].data)
+    kept = studio.compose(seed, REQUEST).results[0].data
+    assert track_chunks(kept)[:-1] == track_chunks(with_raw_track(performance(seconds=10.0), *CLIPPED))
+    again = studio.compose(studio.write_seed(kept, "take.mid"), replace(REQUEST, program=73))
+    assert notice not in again.notices
+    assert read_strictly(again.results[0].data).instruments[-1].program == 73
+
+
+def test_each_request_is_played_through_its_soundfont(studio):
+    fluid, tim = (studio.run(None, replace(REQUEST, soundfont=name)) for name in ("fluidr3", "timgm6mb"))
+    assert fluid.midi_paths[0].read_bytes() == tim.midi_paths[0].read_bytes()  # sampling ignores the soundfont
+    restored = studio.restore([tim.midi_paths[0].read_bytes()], ["again.mid"], tim.roll["start"], "timgm6mb")[1]
+    (fluid_audio, _), (tim_audio, _), (again, _) = (sf.read(paths[0]) for paths in
+                                                    (fluid.audio_paths, tim.audio_paths, restored))
+    assert len(fluid_audio) == len(tim_audio) == len(again)
+    n = len(tim_audio)
+    assert np.corrcoef(again[:, 0], tim_audio[:, 0])[0, 1] > 0.99
+    assert abs(np.corrcoef(fluid_audio[:n, 0], tim_audio[:, 0])[0, 1]) < 0.5

@@ -52,11 +52,30 @@ function drawLane(canvas, lane, roll) {
   }
 }
 
+const NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"];
+const noteName = pitch => NAMES[pitch % 12] + (Math.floor(pitch / 12) - 1);
+const clock = t => `${Math.floor(t / 60)}:${String(Math.round(t % 60)).padStart(2, "0")}`;
+
+// The roll in words, for screen readers: each lane's notes, range, length and where the new music starts.
+function describe(roll) {
+  if (!roll || !roll.lanes || !roll.lanes.length) return "Piano roll: no music yet.";
+  const lanes = roll.lanes.map((lane, index) => {
+    if (!lane.notes.length) return `variation ${index + 1}: no notes`;
+    const pitches = lane.notes.map(n => n[0]);
+    const fresh = lane.notes.filter(n => n[3]).length;
+    return `variation ${index + 1}: ${lane.notes.length} notes (${fresh} new) from ${noteName(Math.min(...pitches))} `
+      + `to ${noteName(Math.max(...pitches))}, ${clock(lane.end)} long`
+      + (fresh < lane.notes.length ? `, the new music from ${clock(lane.boundary)}` : "");
+  });
+  return `Piano roll, ${lanes.join("; ")}. Arrow keys scroll it.`;
+}
+
 function draw() {
   const roll = props.value;
   state.start = roll && roll.start ? roll.start : 0;  // seconds into the MIDI file where the audio starts
   box = element.querySelector(".roll-scroll");  // the template may have been rendered again
   lanesBox = element.querySelector(".roll-lanes");
+  box.setAttribute("aria-label", describe(roll));
   lanesBox.innerHTML = "";
   if (!roll || !roll.lanes || !roll.lanes.length) { element.dataset.lanes = "0"; return; }
   roll.lanes.forEach((lane, index) => {

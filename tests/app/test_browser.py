@@ -56,6 +56,8 @@ ROLL_BOX = """() => {
 }"""
 ROLL = "#piano-roll [data-lanes]"
 NO_OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth + 1"
+PLAYER_ON_SCREEN = """(id) => { const box = document.getElementById(id).getBoundingClientRect();
+                                 return box.height > 0 && box.top >= 0 && box.bottom <= window.innerHeight; }"""
 
 
 @pytest.fixture(scope="module")
@@ -200,6 +202,8 @@ def test_phone_width_has_no_horizontal_overflow(browser, midigen_app, screenshot
         assert page.evaluate(NO_OVERFLOW), page.evaluate("() => [document.documentElement.scrollWidth, innerWidth]")
         page.get_by_role("button", name="Generate", exact=True).tap()
         wait_for_summary(page)
+        # the result comes into view by itself, the test does not scroll: the first player wholly on screen
+        page.wait_for_function(PLAYER_ON_SCREEN, arg="player-1", timeout=1000)
         wait_for_audio(page)
         settle(page)
         widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
@@ -290,10 +294,11 @@ def test_shared_link_restores_the_settings_and_the_piece(page, browser, midigen_
     summary = wait_for_summary(page)
     _, first = download_midi(page, tmp_path / "first")
 
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     click(page, "Copy link")
-    link_field = page.locator("#share-link textarea, #share-link input").first
-    page.wait_for_function("(e) => e.value.includes('?')", arg=link_field.element_handle())
-    link = link_field.input_value()
+    toast(page, "Link copied").wait_for()  # a short notice, no text box
+    page.wait_for_function("async () => (await navigator.clipboard.readText()).includes('?')")
+    link = page.evaluate("() => navigator.clipboard.readText()")
     assert "example=frere-jacques" in link and "seconds=7" in link and "randomize=false" in link, link
     assert re.search(r"random_seed=\d+", link) and link.startswith(midigen_app.url), link
 
@@ -407,6 +412,60 @@ def test_regenerate_from_a_time_keeps_every_note_before_it(page, tmp_path):
     later = [note for note in first.notes if note[1] >= 12.5]
     assert [note for note in piece.notes if note[1] >= 12.5] != later, "the rest was not composed again"
     page.wait_for_function("(e) => e.value === '0'", arg=cut_at.element_handle())  # the cut was for one request
+
+
+def test_a_choice_of_sound_changes_the_audio_not_the_music(page, tmp_path):
+    page.get_by_text("Advanced").first.click()
+    seed = page.get_by_label("Random seed")
+    seed.fill("5")
+    seed.press("Enter")
+    page.get_by_label("Randomize").uncheck()
+    heard, src = [], None
+    for index, sound in enumerate(("FluidR3 GM (default)", "TimGM6mb (small, mellow)")):
+        page.get_by_label("Sound", exact=True).first.click()
+        page.get_by_role("option", name=sound, exact=True).click()
+        click(page, "Generate")
+        src = wait_for_audio(page, src)["src"]  # a new request's player
+        mp3 = block(page, "Variation 1").locator("a[download$='.mp3']").first.get_attribute("href")
+        _, midi = download_midi(page, tmp_path / str(index))
+        heard.append((midi.notes, httpx.get(mp3, timeout=60).content))
+    (notes_a, audio_a), (notes_b, audio_b) = heard
+    assert notes_a == notes_b  # the same music
+    assert audio_a != audio_b  # played through another soundfont
+
+
+# -- accessibility -------------------------------------------------------------------------------
+def serious_faults(page) -> list[str]:
+    """axe-core's serious and critical violations on the page as it is: rule, how many, and where."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    found = Axe().run(page).response["violations"]
+    return [f"{v['id']} x{len(v['nodes'])}: {v['nodes'][0]['target']}" for v in found
+            if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("width,height", [(1280, 900), (390, 844)])
+def test_no_serious_accessibility_faults_before_and_after_a_result(browser, midigen_app, width, height):
+    page = open_page(browser, midigen_app.url, viewport={"width": width, "height": height})
+    try:
+        assert serious_faults(page) == []
+        click(page, "Generate")
+        wait_for_summary(page)
+        wait_for_audio(page)
+        settle(page)
+        assert serious_faults(page) == []
+        roll = page.locator("#piano-roll .roll-scroll")  # reachable with the keyboard, and said in words
+        assert roll.get_attribute("tabindex") == "0"
+        assert re.search(r"variation 1: \d+ notes \(\d+ new\) from [A-G]", roll.get_attribute("aria-label"))
+    finally:
+        page.context.close()
+
+
+def test_the_actions_on_the_result_sit_beside_it(page):
+    actions = page.locator("#result-actions")
+    for name in ("Continue", "Back", "Forward", "Regenerate from here", "Copy link"):
+        assert actions.get_by_role("button", name=name, exact=True).is_visible()
+    assert page.locator("#result").get_by_role("button", name="Generate", exact=True).count() == 0
 
 
 # -- live music ---------------------------------------------------------------------------------
