@@ -108,7 +108,7 @@ class Composer:
         """The named outputs for one request (the ``/generate`` API); any failure becomes a short ``gr.Error``."""
         with answering():
             request = to_request(clean_settings(values))
-            result = self._within_limit(self.studio.run, seed_file, request, self.sample, progress)
+            result = self._within_limit(self.studio.run, seed_file, request, self.sample, progress=progress)
         return self._outputs(result)
 
     def start(self, seed_file, values: dict, progress: Callable[[float, str], None]) -> tuple[str, dict | None]:
@@ -116,7 +116,8 @@ class Composer:
         key that ``finish`` takes and the live player's value (None without audio)."""
         with answering():
             request = to_request(clean_settings(values))
-            composition = self._within_limit(self.studio.compose, seed_file, request, self.sample, progress)
+            composition = self._within_limit(self.studio.compose, seed_file, request, self.sample,
+                                             progress=progress)
         key = os.urandom(12).hex()
         self.pending = {k: v for k, v in self.pending.items() if time.perf_counter() - v.started < 600}
         self.pending[key] = composition
@@ -132,7 +133,7 @@ class Composer:
         if composition is None:
             raise gr.Error("This result has expired; please generate again.", print_exception=False)
         with answering():
-            result = self._within_limit(self.studio.finish, composition, progress)
+            result = self._within_limit(self.studio.finish, composition, progress=progress)
         return self._outputs(result)
 
     def start_endless(self, seed_file, values: dict) -> tuple[str, dict]:
@@ -178,10 +179,24 @@ class Composer:
                       f"{endless.random_seed}. The MIDI file holds everything played"
                       + (" after the seed." if stream.kept_seed else "."))
 
-    def _within_limit(self, work: Callable, *args):
+    def _within_limit(self, work: Callable, *args, progress: Callable[[float, str], None] | None = None):
+        """``work(*args)`` on a worker within the time limit. With ``progress`` (handed to ``work`` last), work that
+        outlives the limit stops at its next step, so its worker is free for the next request at once; work still
+        waiting for a worker never starts."""
+        time_up = threading.Event()
+        if progress is not None:
+            def checked(fraction: float, message: str) -> None:
+                if time_up.is_set():
+                    raise TimeoutError("the request's time limit passed")
+                progress(fraction, message)
+
+            args = (*args, checked)
+        job = self.workers.submit(work, *args)
         try:
-            return self.workers.submit(work, *args).result(timeout=self.time_limit_s)
+            return job.result(timeout=self.time_limit_s)
         except FutureTimeout:
+            time_up.set()
+            job.cancel()
             raise UserError("This took too long; please try a shorter length.") from None
 
     @staticmethod

@@ -151,9 +151,8 @@ class Studio:
         notices, audio_paths = list(composition.notices), []
         for result, midi_path in zip(composition.results, composition.midi_paths, strict=True):
             midi_path.write_bytes(result.data)
-        progress(0.5, "Rendering audio")
         try:
-            audio_paths = self._render(composition.previews, composition.stems, composition.soundfont)
+            audio_paths = self._render(composition.previews, composition.stems, composition.soundfont, progress)
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
         progress(0.9, "Drawing the piano roll")
@@ -163,13 +162,18 @@ class Studio:
         return StudioResult(composition.stems[0].parent, composition.midi_paths, audio_paths, roll,
                             composition.random_seed, summary, notices)
 
-    def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path], soundfont: str) -> list[Path]:
+    def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path], soundfont: str,
+                progress: Callable[[float, str], None] | None = None) -> list[Path]:
         """MP3 files of ``previews`` at ``stems`` through ``soundfont``; LAME encodes one while FluidSynth renders
-        the next."""
+        the next. ``progress`` is told before each take (a request past its time limit stops there)."""
+        progress = progress or (lambda fraction, message: None)
         renderer = get_renderer(soundfont)
         with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
-            encoded = [encoder.submit(write_audio, renderer.render(preview, max_seconds=self.limits.max_seconds * 3),
-                                      stem.with_suffix(".mp3")) for preview, stem in zip(previews, stems, strict=True)]
+            encoded = []
+            for index, (preview, stem) in enumerate(zip(previews, stems, strict=True)):
+                progress(0.5 + 0.4 * index / len(previews), "Rendering audio")
+                audio = renderer.render(preview, max_seconds=self.limits.max_seconds * 3)
+                encoded.append(encoder.submit(write_audio, audio, stem.with_suffix(".mp3")))
             return [job.result() for job in encoded]
 
     def sweep(self) -> None:

@@ -63,6 +63,20 @@ def test_composer_answers_with_named_outputs(demo, shipped_generator, tmp_path):
             composer.compose(None, {"temperature": "warm"}, lambda fraction, message: None)
 
 
+def test_a_request_past_its_time_limit_stops_its_work_and_frees_its_worker(shipped_generator, tmp_path):
+    import app
+    from midigen.studio import Studio
+
+    with ThreadPoolExecutor(1) as workers:
+        composer = app.Composer(Studio(shipped_generator, output_root=tmp_path), None, workers, 0.3)
+        with pytest.raises(app.gr.Error, match="took too long"):  # four minutes of audio take seconds to render
+            composer.compose(None, {"seconds": 60, "variations": 4}, lambda fraction, message: None)
+        waiting = workers.submit(lambda: None)  # runs once the worker is free
+        waiting.result(timeout=60)
+    rendered = list(tmp_path.glob("request-*/*.mp3"))
+    assert len(rendered) < 4, rendered  # it stopped before the last take instead of rendering on for nobody
+
+
 def test_where_the_app_samples_here(shipped_generator):
     import app
 
