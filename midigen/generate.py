@@ -188,7 +188,9 @@ class Generator:
         prompt = tok.score_to_tokens(seed, add_eos=False)
         position = seed.notes[-1].start if seed.notes else 0
         bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
-        settings = self._settings(request, position, bpm)
+        # a kept seed's tempo map goes on after its last note: the seconds asked are counted under it
+        steps = seed_file.steps_after(request.seconds, tok.config.steps_per_beat) if kept and request.seconds else None
+        settings = self._settings(request, position, bpm, steps)
         sounding = tok.level_velocities(seed)  # how loud each level plays: as the seed played it
         target = self.controls(request, seed)  # also refuses a key or density the weights cannot take
         if seed.notes or not self.checkpoint.model_config.control_size:
@@ -287,14 +289,17 @@ class Generator:
         kind, level = self.tokenizer.vocab.decode(tokens[0]) if tokens else ("", 0)
         return self.tokenizer.bin_tempo(level) if kind == "TEMPO" else DEFAULT_BPM
 
-    def _settings(self, request: GenerationRequest, position: int, bpm: float) -> SamplingSettings:
+    def _settings(self, request: GenerationRequest, position: int, bpm: float,
+                  steps: int | None = None) -> SamplingSettings:
+        """Sampling limits for ``request`` after grid step ``position``: its notes, or its seconds as grid steps at
+        ``bpm`` (or ``steps``, counted under a tempo map)."""
         if request.notes is not None:
             return SamplingSettings(request.temperature, request.top_p, max_notes=request.notes,
                                     max_tokens=request.notes * TOKENS_PER_NOTE + 64)
         steps_per_second = self.tokenizer.config.steps_per_beat * bpm / 60.0
         return SamplingSettings(
             request.temperature, request.top_p, max_notes=2**31 - 1,
-            max_steps=position + max(1, round(request.seconds * steps_per_second)),
+            max_steps=position + (steps or max(1, round(request.seconds * steps_per_second))),
             max_tokens=math.ceil(request.seconds * TOKENS_PER_SECOND) + 64,
         )
 

@@ -62,6 +62,13 @@ class Seed:
         """The seed's final tempo, which the new music keeps."""
         return float(self.file.midi.get_tempo_changes()[1][-1])
 
+    def steps_after(self, seconds: float, steps_per_beat: int) -> int:
+        """Grid steps in ``seconds`` of music after the last onset, under the seed's tempo map (its last tempo
+        holding on past its end), so that new music asked for in seconds lasts them whatever the map does."""
+        midi = self.file.midi
+        ticks = midi.time_to_tick(self.last_onset + seconds) - midi.time_to_tick(self.last_onset)
+        return max(1, round(ticks * steps_per_beat / midi.resolution))
+
     @cached_property
     def note_count(self) -> int:
         return sum(len(instrument.notes) for instrument in self.file.midi.instruments)

@@ -18,8 +18,9 @@ from midigen import cli
 from midigen.controls import key_index
 from midigen.evaluate import WINDOW_FIGURES
 from midigen.generate import MAX_RANDOM_SEED, GenerationRequest, shift_to_zero
-from midigen.midi_io import load_midi
+from midigen.midi_io import load_midi, read_midi
 from midigen.settings import SETTINGS
+from midigen.splice import Seed
 from midigen.stats import estimate_key, piece_statistics, score_profile
 from midigen.tokenizer import Note, Score, Tokenizer
 
@@ -130,6 +131,30 @@ def test_continuation_only_and_seconds(tmp_path, seed_midi, shipped_generator, c
     assert max(onsets) > 0.5 * seconds
     longest_note = TOKENIZER.config.max_duration / TOKENIZER.config.steps_per_beat * 60 / SEED_BPM
     assert midi.get_end_time() < seconds + longest_note
+
+
+def test_the_new_music_lasts_the_seconds_asked_whatever_the_seeds_tempo_map_does_after_its_last_note(
+        shipped_generator):
+    seed = pretty_midi.PrettyMIDI(initial_tempo=120.0)
+    piano = pretty_midi.Instrument(0)
+    piano.notes = [pretty_midi.Note(90, 60 + i % 8, i * 0.25, i * 0.25 + 0.25) for i in range(16)]  # up to 4 s
+    seed.instruments.append(piano)
+    # the tempo halves 16 s after the last note, with nothing more played (so the final tempo is not the one
+    # the new music starts at)
+    seed._tick_scales.append((seed.time_to_tick(19.75), 60.0 / (60.0 * seed.resolution)))
+    seed._update_tick_to_time(seed.time_to_tick(40.0))
+    seconds = 30.0
+    request = GenerationRequest(seconds=seconds, random_seed=3, density="busy")
+    (result,) = shipped_generator.generate(request, Seed(read_midi(write_bytes(seed))))
+    last_onset, bar = 3.75, 4 * 60 / 60  # a bar at the slower, final tempo
+    onsets = [n.start for n in result.new_music.notes]
+    assert last_onset + seconds - bar <= max(onsets) < last_onset + seconds + 1e-6, max(onsets)
+
+
+def write_bytes(midi: pretty_midi.PrettyMIDI) -> bytes:
+    buffer = io.BytesIO()
+    midi.write(buffer)
+    return buffer.getvalue()
 
 
 def notes_of_midi(midi) -> list[tuple[int, int, int, int]]:
