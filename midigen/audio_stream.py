@@ -26,10 +26,6 @@ from .render import (
     BLOCK_FRAMES,
     CHUNK_FRAMES,
     DRUM_BANK,
-    MAX_DRAIN_SECONDS,
-    MIDI_CHANNELS,
-    MP3_KBPS,
-    MP3_QUALITY,
     NOTE_OFF,
     NOTE_ON,
     PCM_MAX,
@@ -39,6 +35,10 @@ from .render import (
     _events,
     find_soundfont,
     installed_soundfont,
+    mp3_encoder,
+    new_synth,
+    reset_synth,
+    write_float,
 )
 
 # Gain from the synthesizer's float level (at its gain 0.2) to full scale: generated piano pieces peak between
@@ -63,34 +63,16 @@ class SynthPool:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        try:
-            import fluidsynth
-        except (ImportError, OSError) as error:
-            raise RenderUnavailable(f"FluidSynth is not installed: {error}") from error
         path = self.soundfont or find_soundfont()
         if path is None:
             raise RenderUnavailable("no General MIDI soundfont found")
-        synth = fluidsynth.Synth(gain=0.2, samplerate=float(SAMPLE_RATE), channels=MIDI_CHANNELS,
-                                 **{"synth.reverb.active": 0, "synth.chorus.active": 0})
-        sfid = synth.sfload(str(path))
-        if sfid == -1:
-            synth.delete()
-            raise RenderUnavailable(f"FluidSynth could not load {path}")
+        synth, sfid = new_synth(path)
         synth.system_reset()  # General MIDI defaults on every channel, as a synthesizer given back has them
         return synth, sfid
 
     def release(self, synth_and_sfid) -> None:
         """Take a synthesizer back: its notes released and rendered away, its controllers reset."""
-        synth, _ = synth_and_sfid
-        synth.system_reset()
-        scratch = np.empty((CHUNK_FRAMES, 2), dtype=np.float32)
-        for _ in range(math.ceil(MAX_DRAIN_SECONDS * SAMPLE_RATE / CHUNK_FRAMES)):
-            if synth.get_active_voice_count() == 0:
-                break
-            _write_float(synth, scratch, CHUNK_FRAMES)
-        else:
-            for channel in range(MIDI_CHANNELS):
-                synth.all_sounds_off(channel)
+        reset_synth(synth_and_sfid[0], np.empty((CHUNK_FRAMES, 2), dtype=np.float32))
         with self._lock:
             self._idle.append(synth_and_sfid)
 
@@ -115,25 +97,6 @@ def warm_synths(count: int, soundfont: str | None = None) -> None:
     made = [pool.acquire() for _ in range(count)]
     for synth in made:
         pool.release(synth)
-
-
-_write_float_function = None
-
-
-def _write_float(synth, buffer: np.ndarray, count: int) -> None:
-    """FluidSynth writes ``count`` frames of interleaved stereo float32 into ``buffer``."""
-    global _write_float_function
-    if _write_float_function is None:
-        import ctypes
-
-        import fluidsynth
-
-        c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
-        _write_float_function = fluidsynth.cfunc(
-            "fluid_synth_write_float", c_int, ("synth", c_void_p, 1), ("len", c_int, 1), ("lout", c_void_p, 1),
-            ("loff", c_int, 1), ("lincr", c_int, 1), ("rout", c_void_p, 1), ("roff", c_int, 1), ("rincr", c_int, 1))
-    pointer = buffer.ctypes.data
-    _write_float_function(synth.synth, count, pointer, 0, 2, pointer, 1, 2)
 
 
 def to_pcm(chunk: np.ndarray, gain: float = STREAM_GAIN) -> np.ndarray:
@@ -214,7 +177,7 @@ class SynthStream:
         while self.frame < stop:
             count = min(stop - self.frame, CHUNK_FRAMES)
             chunk = self._scratch[:count]
-            _write_float(self.synth, chunk, count)
+            write_float(self.synth, chunk, count)
             out[self.frame - first : self.frame - first + count] = to_pcm(chunk, self.pool.gain)
             self.frame += count
 
@@ -229,13 +192,7 @@ class Mp3Stream:
     """One LAME encoder for a whole stream: ``encode`` chunk after chunk, then ``flush`` once."""
 
     def __init__(self, channels: int = 2):
-        import lameenc
-
-        self.encoder = lameenc.Encoder()
-        self.encoder.set_bit_rate(MP3_KBPS)
-        self.encoder.set_in_sample_rate(SAMPLE_RATE)
-        self.encoder.set_channels(channels)
-        self.encoder.set_quality(MP3_QUALITY)
+        self.encoder = mp3_encoder(channels)
 
     def encode(self, samples: np.ndarray) -> bytes:
         return bytes(self.encoder.encode(np.ascontiguousarray(samples, dtype="<i2").tobytes())) if len(samples) else b""

@@ -179,12 +179,6 @@ class Renderer:
     """
 
     def __init__(self, soundfont: str | os.PathLike | None = None):
-        try:
-            import fluidsynth
-        except (ImportError, OSError) as exc:
-            raise RenderUnavailable(
-                f"FluidSynth is not installed: {exc} (pip install pyfluidsynth; apt install libfluidsynth3)"
-            ) from exc
         path = Path(soundfont) if soundfont is not None else find_soundfont()
         if path is None:
             raise RenderUnavailable(
@@ -194,31 +188,7 @@ class Renderer:
             raise RenderUnavailable(f"no General MIDI soundfont found: {path} does not exist")
         self.soundfont = path
         self.sample_rate = SAMPLE_RATE
-        # Reverb and chorus are off: their modulated delay lines keep state that a reset does not clear,
-        # which would make a render depend on the requests before it.
-        self._synth = fluidsynth.Synth(
-            gain=0.2,
-            samplerate=float(SAMPLE_RATE),
-            channels=MIDI_CHANNELS,
-            **{"synth.reverb.active": 0, "synth.chorus.active": 0},
-        )
-        self._sfid = self._synth.sfload(str(path))
-        if self._sfid == -1:
-            self._synth.delete()
-            raise RenderUnavailable(f"no General MIDI soundfont found: FluidSynth could not load {path}")
-        c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
-        self._write_float = fluidsynth.cfunc(
-            "fluid_synth_write_float",
-            c_int,
-            ("synth", c_void_p, 1),
-            ("len", c_int, 1),
-            ("lout", c_void_p, 1),
-            ("loff", c_int, 1),
-            ("lincr", c_int, 1),
-            ("rout", c_void_p, 1),
-            ("roff", c_int, 1),
-            ("rincr", c_int, 1),
-        )
+        self._synth, self._sfid = new_synth(path)
         self._scratch = np.empty((CHUNK_FRAMES, 2), dtype=np.float32)
         self._lock = threading.Lock()
 
@@ -289,24 +259,70 @@ class Renderer:
             pcm.append(chunk)
 
     def _reset(self) -> None:
-        """Return the synth to its initial state: no voices, default controllers and programs.
-
-        Notes left sounding by the previous request are released and rendered away into a scratch
-        buffer rather than killed: in FluidSynth a note that starts right after a voice on the same
-        key was killed begins with a loud transient.
-        """
-        self._synth.system_reset()  # releases every note, resets controllers and programs
-        for _ in range(math.ceil(MAX_DRAIN_SECONDS * SAMPLE_RATE / CHUNK_FRAMES)):
-            if self._synth.get_active_voice_count() == 0:
-                return
-            self._synthesize(self._scratch, CHUNK_FRAMES)
-        for chan in range(MIDI_CHANNELS):  # a voice that never dies away
-            self._synth.all_sounds_off(chan)
+        """Return the synth to its initial state (``reset_synth``)."""
+        reset_synth(self._synth, self._scratch)
 
     def _synthesize(self, buffer: np.ndarray, count: int) -> None:
-        """Let FluidSynth write the first ``count`` frames of ``buffer`` (interleaved stereo float32)."""
-        pointer = buffer.ctypes.data
-        self._write_float(self._synth.synth, count, pointer, 0, 2, pointer, 1, 2)
+        write_float(self._synth, buffer, count)
+
+
+def new_synth(path: Path):
+    """A FluidSynth synthesizer at ``SAMPLE_RATE`` with ``path`` loaded: ``(synth, soundfont id)``.
+
+    Reverb and chorus are off: their modulated delay lines keep state that a reset does not clear, which would
+    make a render depend on the requests before it.
+
+    Raises
+    ------
+    RenderUnavailable
+        Without pyfluidsynth/libfluidsynth, or when FluidSynth cannot load ``path``.
+    """
+    try:
+        import fluidsynth
+    except (ImportError, OSError) as exc:
+        raise RenderUnavailable(
+            f"FluidSynth is not installed: {exc} (pip install pyfluidsynth; apt install libfluidsynth3)"
+        ) from exc
+    synth = fluidsynth.Synth(gain=0.2, samplerate=float(SAMPLE_RATE), channels=MIDI_CHANNELS,
+                             **{"synth.reverb.active": 0, "synth.chorus.active": 0})
+    sfid = synth.sfload(str(path))
+    if sfid == -1:
+        synth.delete()
+        raise RenderUnavailable(f"no General MIDI soundfont found: FluidSynth could not load {path}")
+    return synth, sfid
+
+
+def reset_synth(synth, scratch: np.ndarray) -> None:
+    """Return ``synth`` to its initial state: no voices, default controllers and programs.
+
+    Notes left sounding are released and rendered away into ``scratch`` (float32, ``(CHUNK_FRAMES, 2)``)
+    rather than killed: in FluidSynth a note that starts right after a voice on the same key was killed
+    begins with a loud transient.
+    """
+    synth.system_reset()  # releases every note, resets controllers and programs
+    for _ in range(math.ceil(MAX_DRAIN_SECONDS * SAMPLE_RATE / CHUNK_FRAMES)):
+        if synth.get_active_voice_count() == 0:
+            return
+        write_float(synth, scratch, CHUNK_FRAMES)
+    for chan in range(MIDI_CHANNELS):  # a voice that never dies away
+        synth.all_sounds_off(chan)
+
+
+_write_float = None
+
+
+def write_float(synth, buffer: np.ndarray, count: int) -> None:
+    """Let FluidSynth write the first ``count`` frames of ``buffer`` (interleaved stereo float32)."""
+    global _write_float
+    if _write_float is None:
+        import fluidsynth
+
+        c_int, c_void_p = ctypes.c_int, ctypes.c_void_p
+        _write_float = fluidsynth.cfunc(
+            "fluid_synth_write_float", c_int, ("synth", c_void_p, 1), ("len", c_int, 1), ("lout", c_void_p, 1),
+            ("loff", c_int, 1), ("lincr", c_int, 1), ("rout", c_void_p, 1), ("roff", c_int, 1), ("rincr", c_int, 1))
+    pointer = buffer.ctypes.data
+    _write_float(synth.synth, count, pointer, 0, 2, pointer, 1, 2)
 
 
 _renderers: dict[Path, Renderer] = {}  # one per soundfont file
@@ -359,15 +375,21 @@ def write_audio(samples: np.ndarray, path: str | os.PathLike) -> Path:
     return path
 
 
-def _write_mp3(samples: np.ndarray, path: Path) -> Path:
-    """Encode with LAME (lameenc) at ``MP3_KBPS`` CBR."""
+def mp3_encoder(channels: int = 2):
+    """A LAME encoder (lameenc) for ``SAMPLE_RATE`` int16 samples, ``MP3_KBPS`` CBR."""
     import lameenc
 
     encoder = lameenc.Encoder()
     encoder.set_bit_rate(MP3_KBPS)
     encoder.set_in_sample_rate(SAMPLE_RATE)
-    encoder.set_channels(samples.shape[1])
+    encoder.set_channels(channels)
     encoder.set_quality(MP3_QUALITY)
+    return encoder
+
+
+def _write_mp3(samples: np.ndarray, path: Path) -> Path:
+    """Encode with LAME at ``MP3_KBPS`` CBR."""
+    encoder = mp3_encoder(samples.shape[1])
     path.write_bytes(bytes(encoder.encode(np.ascontiguousarray(samples, dtype="<i2").tobytes()) + encoder.flush()))
     return path
 
