@@ -10,6 +10,7 @@ zero vector asks for nothing and the model makes its own choice::
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from array import array
@@ -102,12 +103,7 @@ class ControlLevels:
     def typical_profile(self, key: int) -> tuple[float, ...]:
         """How the training pieces in ``key``'s mode sound on average (each piece's profile moved to the key's
         tonic): broader than ``key_profile``, which is of the clearest passages. That one without ``pieces``."""
-        from .stats import estimate_key
-
-        minor = key >= 12
-        rows = [np.roll(p[:12], -(estimate_key(np.asarray(p[:12])) % 12)) for p in self.pieces
-                if (estimate_key(np.asarray(p[:12])) >= 12) == minor]
-        profile = np.mean(rows, axis=0) if rows else np.asarray(self.minor if minor else self.major)
+        profile = np.asarray(_typical_on_c(self, key >= 12))
         return tuple(float(x) for x in np.roll(profile / profile.sum(), key % 12))
 
     def notes_per_beat(self, level: str) -> float:
@@ -163,6 +159,17 @@ class ControlLevels:
         characters = characters[:: -(-len(characters) // MAX_PIECES) or 1]
         return cls(levels["major"], levels["minor"], tuple(np.percentile(density, DENSITY_PERCENTILES).tolist()),
                    tuple(characters))
+
+
+@functools.lru_cache(maxsize=8)
+def _typical_on_c(levels: ControlLevels, minor: bool) -> tuple[float, ...]:
+    """``ControlLevels.typical_profile`` on C, computed once per model and mode (it weighs every training piece:
+    about 0.1 s on a busy 2-core machine, which each answer in the Duet tab would otherwise pay twice)."""
+    from .stats import estimate_key
+
+    rows = [np.roll(p[:12], -(estimate_key(np.asarray(p[:12])) % 12)) for p in levels.pieces
+            if (estimate_key(np.asarray(p[:12])) >= 12) == minor]
+    return tuple(np.mean(rows, axis=0)) if rows else (levels.minor if minor else levels.major)
 
 
 @dataclass
