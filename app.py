@@ -7,7 +7,9 @@ warms up and launches.
 
 from __future__ import annotations
 
+import html
 import inspect
+import json
 import logging
 import os
 import sys
@@ -26,7 +28,7 @@ from gradio.data_classes import FileData
 from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
-from midigen import history, share
+from midigen import duet, history, share
 from midigen.live import EndlessLive, LiveHub, PieceStream
 from midigen.render import RenderUnavailable
 from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, setting, to_request
@@ -103,6 +105,10 @@ class Composer:
     live: LiveHub = field(default_factory=LiveHub)
     endless_max_minutes: float = 60.0
     pending: dict[str, Composition] = field(default_factory=dict)  # composed, waiting for their audio (page only)
+    duet: duet.Duet | None = None  # the Duet tab's answers and sound; None: one on the studio's styles
+
+    def __post_init__(self):
+        self.duet = self.duet or duet.Duet(self.studio.styles)
 
     def compose(self, seed_file, values: dict, progress: Callable[[float, str], None]) -> dict:
         """The named outputs for one request (the ``/generate`` API); any failure becomes a short ``gr.Error``."""
@@ -146,9 +152,10 @@ class Composer:
             seed, notices = self.studio.load_seed(seed_file, request.keep_seed_until)
             for notice in notices:
                 gr.Info(notice)
-            endless = self._within_limit(EndlessStream, self.studio.generator, request, seed)
+            generator = self.studio.styles.choose(request, seed)
+            endless = self._within_limit(EndlessStream, generator, request, seed)
             try:
-                live = EndlessLive(endless, request.program, self.endless_max_minutes * 60,
+                live = EndlessLive(endless, endless.request.program, self.endless_max_minutes * 60,
                                    kept_seed=seed is not None and not request.continuation_only,
                                    soundfont=request.soundfont)
                 stream_id = self.live.open(live)
@@ -472,7 +479,8 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
             given = {}
         example = by_name.get(query.get(share.EXAMPLE, ""))
         seed = example if example else gr.skip()
-        shown = {name: 0 if value is None else value for name, value in given.items()}  # None: bpm automatic
+        shown = {name: setting(name).automatic if value is None else value  # None: automatic (bpm, instrument)
+                 for name, value in given.items()}
         return seed, *(shown.get(name, gr.skip()) for name in NAMES)
 
     with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
@@ -481,11 +489,13 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                     "Press **Generate**, listen, download the `.mid`.", elem_id="subtitle")
         steps = gr.State(history.empty())
         handlers = Steps(composer.studio)
-        with gr.Row(equal_height=False):
+        tabs = gr.Tabs(elem_id="tabs")
+        with tabs, gr.Tab("Compose", id="compose"), gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 seed_file = seed_input()
                 gr.Examples([[str(p)] for p in examples], inputs=[seed_file], label="Example seeds")
-                settings = setting_widgets([s for s in SETTINGS if not s.advanced])
+                settings = setting_widgets(sorted((s for s in SETTINGS if not s.advanced),
+                                                  key=lambda s: not s.first_on_page))
                 with gr.Accordion("Advanced", open=False):
                     settings.update(setting_widgets([s for s in SETTINGS if s.advanced]))
                 with gr.Row():
@@ -513,6 +523,7 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                 roll = gr.HTML(None, html_template=ROLL_TEMPLATE, css_template=(WEB / "piano_roll.css").read_text(),
                                js_on_load=(WEB / "piano_roll.js").read_text(), elem_id="piano-roll")
                 midi_files = gr.File(label="Download MIDI", file_count="multiple", interactive=False)
+        duet_tab(composer, tabs, settings, seed_file)
         inputs = [seed_file, *(settings[name] for name in NAMES)]
         outputs = [*players, midi_files, roll, summary, settings["random_seed"]]
         private = {"api_visibility": "private"}
@@ -569,6 +580,79 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
     return demo
 
 
+DUET_SETTINGS = ("key", "density", "temperature", "top_p", "bpm", "program", "soundfont", "style", "random_seed",
+                 "randomize")
+# The Compose tab's settings that the Duet tab follows, handed to web/duet.js in the browser (no server asked).
+DUET_SETTINGS_JS = (f"(...values) => {{ window.midigenDuetSettings = Object.fromEntries({json.dumps(DUET_SETTINGS)}"
+                    ".map((name, i) => [name, values[i]]));"
+                    " window.dispatchEvent(new Event('midigen-duet-settings')); }")
+NEW_RANDOM_SEED = -1  # the /duet API's random_seed that asks for a new one
+DUET_RECORD_JS = "() => window.midigenDuet ? JSON.stringify(window.midigenDuet.record()) : ''"
+
+
+def duet_template() -> str:
+    """The Duet tab's markup, with the samples' layout and the settings' defaults for ``web/duet.js``."""
+    from midigen import samples
+
+    layout = {"pitches": samples.sample_pitches(), "step": samples.STEP, "slot": samples.SLOT_SECONDS,
+              "velocity": samples.VELOCITY, "bars": duet.DEFAULT_BARS, "max_bars": duet.MAX_BARS,
+              "settings": {name: setting(name).default for name in DUET_SETTINGS}}
+    return (WEB / "duet.html").read_text().format(layout=html.escape(json.dumps(layout)))
+
+
+def duet_tab(composer: Composer, tabs: gr.Tabs, settings: dict, seed_file: gr.File) -> None:
+    """The Duet tab: play a phrase, midigen answers (``midigen.duet``, ``web/duet.js``); "Use as seed" hands the duet
+    to the Compose tab's seed. Also the ``/duet`` API: a phrase (a MIDI file or a notes list) in, the answer out."""
+    private = {"api_visibility": "private"}
+
+    def answer(phrase_file, notes, bars, key, density, temperature, random_seed) -> tuple[dict, str]:
+        """midigen's answer to a phrase, given as a MIDI file or as notes ``[{"pitch", "velocity", "start", "end"}]``
+        (seconds): its notes (seconds from its first note), MIDI file (base64), tempo and random seed; and the file."""
+        with answering():
+            if (phrase_file is None) == (notes is None):
+                raise UserError("Please give the phrase as either a MIDI file or a notes list.")
+            given = {"bars": bars, "key": key, "density": density, "temperature": temperature,
+                     "random_seed": None if random_seed == NEW_RANDOM_SEED else random_seed}
+            chosen = duet.AnswerSettings.from_values({name: v for name, v in given.items() if v is not None})
+            phrase = (duet.phrase_from_midi(phrase_file) if phrase_file is not None
+                      else duet.phrase_from_notes(notes, chosen.bpm))
+            reply = composer.duet.answer(phrase, chosen)
+            path = composer.studio.new_folder() / "midigen-answer.mid"
+            path.write_bytes(reply.midi)
+        return reply.as_json(), str(path)
+
+    def use_as_seed(record: str):
+        """The duet as one MIDI file, in the Compose tab's seed."""
+        with answering():
+            try:
+                data = duet.duet_from_json(json.loads(record or "{}"))
+            except json.JSONDecodeError:
+                raise UserError("The duet could not be read.") from None
+            path = composer.studio.new_folder() / "midigen-duet.mid"
+            path.write_bytes(data)
+        return str(path), gr.Tabs(selected="compose")
+
+    with tabs, gr.Tab("Duet", id="duet", elem_id="duet-tab"):
+        gr.Markdown("Play a phrase on the keys below, your computer keyboard (A W S E D F T G Y H U J K, Z and X for "
+                    "the octave) or a MIDI keyboard, then pause: midigen answers in your key. Key, Density, "
+                    "Temperature and Sound are the Compose tab's.")
+        gr.HTML(None, html_template=duet_template(), css_template=(WEB / "duet.css").read_text(),
+                js_on_load=(WEB / "duet.js").read_text(), elem_id="duet")
+        seed_button = gr.Button("Use as seed", elem_id="duet-seed", size="sm")
+        with gr.Column(visible=False):  # the /duet API's own inputs and outputs
+            api_inputs = [seed_input(), *(as_sent(component) for component in (
+                gr.JSON(label="notes"), gr.Number(duet.DEFAULT_BARS, label="bars"), gr.Textbox("auto", label="key"),
+                gr.Textbox("auto", label="density"), gr.Number(setting("temperature").default, label="temperature"),
+                gr.Number(NEW_RANDOM_SEED, label="random_seed")))]
+            api_outputs = [gr.JSON(label="answer"), gr.File(label="answer MIDI")]
+            record = gr.Textbox()
+    gr.Button(visible=False).click(answer, api_inputs, api_outputs, api_name="duet")
+    seed_button.click(use_as_seed, [record], [seed_file, tabs], js=DUET_RECORD_JS, **private)
+    duet_inputs = [settings[name] for name in DUET_SETTINGS]
+    for name in DUET_SETTINGS:
+        settings[name].change(None, duet_inputs, None, js=DUET_SETTINGS_JS, **private)
+
+
 def load_every_soundfont() -> None:
     """Load the other soundfonts now, so that the first listener who picks one does not wait for it (MuseScore
     General: 3-6 s)."""
@@ -590,62 +674,70 @@ def page_theme() -> gr.themes.Theme:
         checkbox_label_background_fill_selected="*primary_700")
 
 
-def gpu_sampler(generator, placement: str) -> tuple[Callable | None, str]:
-    """``sample`` for ``Studio.run`` where ``placement`` says, and a line for the log."""
+def gpu_sampler(book, placement: str) -> tuple[Callable | None, str]:
+    """``sample`` for ``Studio.run`` where ``placement`` says (``book``: the styles on the CPU), and a line for the
+    log."""
     if placement == "cpu":
         return None, "sampling on the CPU (compiled)"
     if placement == "cuda":
-        gpu = generator.on("cuda")
+        gpu = book.on("cuda")
         return (lambda request, seed: (gpu.generate(request, seed), [])), "sampling on the GPU (CUDA)"
     from midigen.device import ZeroGpuSampler
 
     try:  # imported before anything touches CUDA, as ZeroGPU requires
         import spaces
 
-        gpu = generator.on("cuda")  # on ZeroGPU the weights move once, here; each call then borrows a GPU
+        gpu = book.on("cuda")
+        gpu.load_all()  # on ZeroGPU the weights move once, here; each call then borrows a GPU
     except Exception as error:  # off Hugging Face's machines `spaces` refuses ZeroGPU mode at import
         return None, f"ZeroGPU is set but cannot be used here ({error}); sampling on the CPU"
-    return ZeroGpuSampler(generator.generate, gpu.generate, spaces.GPU), "sampling on ZeroGPU"
+    return ZeroGpuSampler(book.generate, gpu.generate, spaces.GPU), "sampling on ZeroGPU"
 
 
 def main() -> None:
     """Load the weights, decide where sampling runs, warm up and serve the page."""
     from midigen.audio_stream import warm_synths
-    from midigen.checkpoint import DEFAULT_WEIGHTS, CheckpointError
+    from midigen.checkpoint import CheckpointError
     from midigen.device import sampling_placement
     from midigen.examples import write_examples
     from midigen.generate import GenerationRequest, Generator
     from midigen.render import audio_available
+    from midigen.style_choice import StyleBook
 
     logging.basicConfig(format="%(name)s: %(message)s")
     logging.getLogger("midigen").setLevel(logging.INFO)
     try:
         config = AppConfig.from_env()
         placement = sampling_placement()
-        generator = Generator(os.environ.get("MIDIGEN_WEIGHTS") or DEFAULT_WEIGHTS, device="cpu")
+        weights = os.environ.get("MIDIGEN_WEIGHTS")
+        book = StyleBook.single(Generator(weights, device="cpu")) if weights else StyleBook("cpu")
+        book.generator(book.default)
     except (CheckpointError, ValueError, RuntimeError) as error:
         sys.exit(f"midigen: cannot start: {error}")
-    sample, where = gpu_sampler(generator, placement)
+    sample, where = gpu_sampler(book, placement)
     LOG.info(where)
     warm_up = GenerationRequest(notes=8, seconds=None, random_seed=0)
-    generator.generate(warm_up)  # compiles the CPU sampler before users come (cached on disk after the first start)
+    book.generate(warm_up)  # compiles the CPU sampler before users come (cached on disk after the first start)
     if placement == "cuda" and sample is not None:
         sample(warm_up, None)
+    threading.Thread(target=book.load_all, daemon=True, name="midigen-styles").start()
     # Outputs are written inside Gradio's cache folder, which Gradio serves without copying them again.
-    studio = Studio(generator, output_root=Path(gr.utils.get_upload_folder()) / "midigen",
+    studio = Studio(book, output_root=Path(gr.utils.get_upload_folder()) / "midigen",
                     limits=AppLimits(output_max_age_s=config.output_max_age_s))
     composer = Composer(studio, sample, ThreadPoolExecutor(config.concurrency, thread_name_prefix="midigen"),
                         config.time_limit_s, LiveHub(config.live_streams), config.endless_max_minutes)
-    examples = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", generator.tokenizer)
+    examples = write_examples(Path(tempfile.gettempdir()) / "midigen-examples", book.tokenizer)
     audio_ok, audio_message = audio_available()
     demo = build_demo(composer, examples, "" if audio_ok else f"Audio is unavailable on this server: {audio_message}")
     demo.queue(default_concurrency_limit=config.concurrency, max_size=config.queue_size)
+    threading.Thread(target=composer.duet.warm_up, args=(setting("soundfont").default if audio_ok else None,),
+                     daemon=True, name="midigen-duet").start()  # the first duet waits for no loading
     if audio_ok:
         warm_synths(2)  # the first live streams start without making a synthesizer
         threading.Thread(target=load_every_soundfont, daemon=True, name="midigen-soundfonts").start()
     demo.launch(max_file_size="1mb", css=CSS, theme=page_theme(), js=(WEB / "page.js").read_text(),
                 server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
-                app_kwargs={"routes": [composer.live.route()]})  # before Gradio's own routes
+                app_kwargs={"routes": [composer.live.route(), *composer.duet.routes()]})  # before Gradio's own
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """midigen performance benchmarks: sampling, variations, rendering, the web app end to end, seeds, GPU,
-training, MIDI loading, prepare, training memory, live music (first sound, endless listeners).
+training, MIDI loading, prepare, training memory, live music (first sound, endless listeners), the duet (key press to
+sound, pause to answer).
 
     .venv/bin/python benchmarks/run.py            # every section (a few minutes)
     .venv/bin/python benchmarks/run.py --quick    # a smoke run of every section at toy sizes (no targets)
@@ -843,8 +844,99 @@ def live(generator: Generator, weights: Path, quick: bool) -> list[Row]:
     ]
 
 
+# -- duet: a key's sound and the answer's, in Chromium ---------------------------------------------------------------
+
+
+def duet_in_chromium(url: str, tries: int) -> dict[str, list[float]]:
+    """Per key pressed, ms from its keydown to its sound (audio clock; and the event's timeStamp to the start call,
+    page clock); per phrase (C E G C, then the 1 s pause), ms from the end of the pause to the answer's first sound.
+    The first phrase warms up."""
+    import duet_testkit as kit
+    from playwright.sync_api import sync_playwright
+
+    times: dict[str, list[float]] = {"audio": [], "page": [], "answer": []}
+    with sync_playwright() as playwright:
+        browser = kit.launch(playwright)
+        page = browser.new_page()
+        page.add_init_script(kit.SOUND_HOOK)
+        kit.open_duet(page, url)
+        for attempt in range(tries + 1):
+            kit.play_keys(page, kit.C_E_G_C_KEYS)
+            page.wait_for_function(kit.ANSWERED, arg=attempt + 1, timeout=30_000)
+            if attempt:
+                for index in range(attempt * 4, attempt * 4 + 4):
+                    audio_ms, page_ms = kit.key_latency_ms(page, index)
+                    times["audio"].append(audio_ms)
+                    times["page"].append(page_ms)
+                times["answer"].append(kit.answer_latency_ms(page))
+        browser.close()
+    return times
+
+
+def duet(generator: Generator, weights: Path, quick: bool) -> list[Row]:
+    """The Duet tab: the samples' rendering and an answer's writing in-process, then key press to sound and pause
+    end to answer in Chromium against the real app."""
+    from midigen.duet import AnswerSettings, Duet, phrase_from_notes
+    from midigen.samples import render_samples
+
+    render_ms = 1000 * best_of(3, render_samples)[0]
+    phrase = [{"pitch": pitch, "velocity": 80, "start": 0.5 * i, "end": 0.5 * i + 0.45}
+              for i, pitch in enumerate((60, 64, 67, 72))]
+    answering, writer = [], Duet(generator)
+    for random_seed in range(11):
+        started = time.perf_counter()
+        writer.answer(phrase_from_notes(phrase), AnswerSettings(random_seed=random_seed))
+        answering.append(1000 * (time.perf_counter() - started))
+    rows = [Row("duet", "keyboard samples: render one soundfont (FluidSynth, in-process, best of 3)", render_ms, "ms"),
+            Row("duet", "answer, 2 bars to C E G C: write (in-process, p50 of 10)", statistics.median(answering[1:]),
+                "ms")]
+    if quick:
+        return [*rows, Row("duet", "browser figures", "skipped in --quick (starts a server)")]
+    with tempfile.TemporaryDirectory() as folder, running_app(Path(folder), {"MIDIGEN_WEIGHTS": str(weights)}) as app:
+        times = duet_in_chromium(app.url, tries=10)
+    for name, what, target in (("audio", "key press -> sound, audio clock", "<= 30"),
+                               ("page", "key press -> start(), event.timeStamp to performance.now()", "<= 30"),
+                               ("answer", "pause end -> answer's first sound (server round trip included)", "<= 250")):
+        rows += [Row("duet", f"{what} (Chromium, p50 of {len(times[name])})", statistics.median(times[name]), "ms",
+                     target),
+                 Row("duet", f"{what} (Chromium, max)", max(times[name]), "ms", target)]
+    return rows
+
+
+def styles_child(quick: bool) -> list[Row]:
+    """What the styles cost: memory and time to load the others after the default (as the app does in the
+    background), Auto's choice for a seed, and each model's sampling speed against the default's."""
+    from midigen.style_choice import StyleBook
+
+    process = psutil.Process()
+    book = StyleBook("cpu")
+    request = GenerationRequest(notes=200, seconds=None, random_seed=0)
+    book.generate(request)
+    before, started = process.memory_info().rss, time.perf_counter()
+    book.load_all()
+    loaded = time.perf_counter() - started
+    book.generate(replace(request, style=book.names[-1]))
+    rows = [Row("styles", f"load {len(book.names) - 1} more styles", loaded * 1e3, "ms"),
+            Row("styles", "RSS added by them (loaded and sampled once)", (process.memory_info().rss - before) / MB,
+                "MB", "<= 150")]
+    seed = book.generate(replace(request, notes=150))[0].continuation
+    picks = [best_of(1, book.pick, seed)[0] for _ in range(3 if quick else 20)]
+    rows.append(Row("styles", f"Auto's choice for a 150-note seed, {len(book.names)} styles (median)",
+                    statistics.median(picks) * 1e3, "ms"))
+    notes = 100 if quick else 1000
+    base = None
+    for name in book.names:
+        wall, _, pieces = best_of(1 if quick else 3, book.generate,
+                                  GenerationRequest(notes=notes, seconds=None, random_seed=1, style=name))
+        per_token = wall / max(len(pieces[0].tokens), 1) * 1e6
+        base = base or per_token
+        rows.append(Row("styles", f"{name}: sampling, µs per token (against game-piano)",
+                        f"{per_token:.1f} ({per_token / base:.2f}x)"))
+    return rows
+
+
 SECTIONS = ("sampling", "variations", "rendering", "app", "stages", "seeds", "gpu", "training", "midi_io", "parallel",
-            "prepare", "training_memory", "live")
+            "prepare", "training_memory", "live", "duet", "styles")
 
 
 # -- report --------------------------------------------------------------------------------------
@@ -909,6 +1001,8 @@ def main() -> None:
     rows += section("prepare", lambda: prepare_speed(args.data, args.quick)) or []
     rows += section("training_memory", lambda: training_memory(tokenizer, args.data, args.quick)) or []
     rows += section("live", lambda: live(generator, weights, args.quick)) or []
+    rows += section("duet", lambda: duet(generator, weights, args.quick)) or []
+    rows += section("styles", lambda: in_fresh_process(args.quick, styles_child, args.quick)) or []
     print(f"midigen benchmarks ({'quick' if args.quick else 'full'}; {described}; {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f})")
     print_table(rows)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m midigen {prepare,train,generate,endless,evaluate,roundtrip,render}``."""
+"""Command line: ``python -m midigen {prepare,train,generate,endless,evaluate,roundtrip,render,styles,corpus}``."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .checkpoint import DEFAULT_WEIGHTS, ModelConfig, TrainConfig
+from .checkpoint import ModelConfig, TrainConfig
 from .settings import BY_NAME, SETTINGS, clean_choice, defaults, setting, to_request
+from .styles import BY_NAME as STYLE_SPECS
+from .styles import DEFAULT as DEFAULT_STYLE_SPEC
+
+STYLE_NAMES, DEFAULT_STYLE = list(STYLE_SPECS), DEFAULT_STYLE_SPEC.name
 
 
 def add_prepare(commands) -> None:
@@ -56,7 +60,7 @@ def add_generate(commands) -> None:
     p = commands.add_parser("generate", help="write new music, from scratch or continuing a seed MIDI")
     p.add_argument("--out", required=True, help="output .mid path (with --variations V: OUT-1.mid ... OUT-V.mid)")
     p.add_argument("--seed-midi", help="MIDI file to continue")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint path without suffix")
+    p.add_argument("--weights", help="checkpoint path without suffix (default: the shipped style --style names)")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--notes", type=int, help="number of new notes (instead of --seconds)")
     add_setting_flags(p, [spec.name for spec in SETTINGS], length)
@@ -102,19 +106,29 @@ def read_seed(path: str, request):
     return Seed(cut(file, request.keep_seed_until) if request.keep_seed_until else file)
 
 
-def run_generate(args) -> None:
+def writer(args):
+    """What writes the music of ``generate`` and ``endless``: the model ``--weights`` names (its style then
+    the default's), or every shipped style (``--style``)."""
     from .generate import Generator
+    from .style_choice import StyleBook
+
+    if args.weights:
+        return StyleBook.single(Generator(args.weights, args.device))
+    return StyleBook(args.device)
+
+
+def run_generate(args) -> None:
 
     request = request_from_args(args)
     seed = read_seed(args.seed_midi, request) if args.seed_midi else None
-    results = Generator(args.weights, args.device).generate(request, seed)
+    results = writer(args).generate(request, seed)
     out = Path(args.out)
     for index, result in enumerate(results, start=1):
         path = out if len(results) == 1 else out.with_name(f"{out.stem}-{index}{out.suffix}")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(result.data)
         print(f"{path}: {len(result.continuation.notes)} new notes, {result.seconds:.1f} s, "
-              f"random seed {result.random_seed}")
+              f"random seed {result.random_seed}, style {result.style}")
         if args.audio:
             from .render import get_renderer, write_audio
 
@@ -124,7 +138,7 @@ def run_generate(args) -> None:
             print(f"{audio}: audio")
 
 
-ENDLESS_SETTINGS = ["temperature", "top_p", "bpm", "program", "random_seed", "key", "density", "repetition"]
+ENDLESS_SETTINGS = ["temperature", "top_p", "bpm", "program", "random_seed", "key", "density", "repetition", "style"]
 STEERABLE = ("key", "density", "temperature", "repetition")
 
 
@@ -134,7 +148,7 @@ def add_endless(commands) -> None:
     p.add_argument("--minutes", type=float, required=True, help="minutes of new music to write")
     p.add_argument("--out", required=True, help="output .mid path")
     p.add_argument("--seed-midi", help="MIDI file to continue (kept in the output, as generate keeps it)")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="checkpoint path without suffix")
+    p.add_argument("--weights", help="checkpoint path without suffix (default: the shipped style --style names)")
     add_setting_flags(p, ENDLESS_SETTINGS)
     p.add_argument("--change", action="append", default=[], metavar="MINUTE:NAME=VALUE",
                    help="from MINUTE on, set NAME (key, density, temperature or repetition) to VALUE, as a listener "
@@ -171,26 +185,30 @@ def parse_change(text: str, request) -> tuple[float, dict]:
 
 def run_endless(args) -> None:
     from .endless import EndlessStream, play
-    from .generate import Generator
 
     request = request_from_args(args)
     if not args.minutes > 0:
         raise ValueError("--minutes must be a positive number")
     changes = [parse_change(text, request) for text in args.change]
     seed = read_seed(args.seed_midi, request) if args.seed_midi else None
-    stream = EndlessStream(Generator(args.weights, args.device), request, seed)
+    stream = EndlessStream(writer(args).choose(request, seed), request, seed)
     notes = play(stream, args.minutes, changes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(stream.midi_bytes(until=args.minutes * 60.0))
-    print(f"{out}: {notes:,} new notes, {args.minutes:.1f} min, random seed {stream.random_seed}")
+    print(f"{out}: {notes:,} new notes, {args.minutes:.1f} min, random seed {stream.random_seed}, "
+          f"style {stream.request.style}")
 
 
 def add_evaluate(commands) -> None:
     p = commands.add_parser("evaluate", help="validation NLL, statistics of generated vs real pieces, "
                                              "continuations against their seeds, key and density controls")
-    p.add_argument("--data", required=True, help="folder of real MIDI files")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS))
+    p.add_argument("--data", help="folder of real MIDI files (the style's collection)")
+    p.add_argument("--style", default=DEFAULT_STYLE, choices=STYLE_NAMES, help="the shipped style to evaluate")
+    p.add_argument("--weights", help="checkpoint path without suffix (default: the style's)")
+    p.add_argument("--collections", metavar="STYLE=DIR,...",
+                   help="instead: compare the styles, each with its collection's validation files (Auto's picks "
+                        "from 40-note seeds; statistics closest to their own collection)")
     p.add_argument("--validation-only", action="store_true",
                    help="use only the files the checkpoint held out from training")
     p.add_argument("--pieces", type=int, default=48, help="pieces to generate from scratch")
@@ -227,8 +245,13 @@ def run_evaluate(args) -> None:
         real_scores,
     )
     from .generate import Generator
+    from .styles import style
 
-    generator = Generator(args.weights, "cpu")
+    if args.collections:
+        return evaluate_styles(args)
+    if not args.data:
+        raise ValueError("give --data (or --collections)")
+    generator = Generator(args.weights or style(args.style).weights, "cpu", style(args.style))
     only = None
     if args.validation_only:
         only = set(generator.checkpoint.info["training"]["data"]["validation_files"])
@@ -276,6 +299,27 @@ def run_evaluate(args) -> None:
         print(format_endless(result))
 
 
+def evaluate_styles(args) -> None:
+    """``evaluate --collections``: how far apart the styles are, and how well Auto tells them apart."""
+    from .evaluate import auto_pick_shares, real_scores, style_closeness
+    from .style_choice import StyleBook
+
+    book = StyleBook("cpu")
+    real = {}
+    for item in args.collections.split(","):
+        name, _, folder = item.partition("=")
+        generator = book.generator(name.strip())
+        held_out = set(generator.checkpoint.info["training"]["data"]["validation_files"])
+        real[name.strip()] = [score for _, score in real_scores(generator, folder, held_out)]
+    print("Auto's picks from the first 40 notes of each validation piece (share that picks its own style):")
+    for name, share in auto_pick_shares(book, real).items():
+        print(f"  {name:<12} {share:.0%} of {len(real[name])}")
+    print(f"\nstatistics on which {args.pieces} pieces of {args.notes} notes from scratch are closer to their own "
+          "collection than to any other:")
+    for name, (wins, total) in style_closeness(book, real, args.pieces, args.notes, args.random_seed).items():
+        print(f"  {name:<12} {wins} of {total}")
+
+
 def add_roundtrip(commands) -> None:
     p = commands.add_parser("roundtrip", help="share of notes that survive MIDI -> tokens -> MIDI")
     p.add_argument("data", help="folder of MIDI files")
@@ -307,6 +351,33 @@ def run_roundtrip(args) -> None:
           f"onset and duration within one grid step (1/{tokenizer.config.steps_per_beat} beat)")
 
 
+def add_styles(commands) -> None:
+    commands.add_parser("styles", help="list the styles, one a line: the name, then the description")
+
+
+def run_styles(args) -> None:
+    from .styles import listing
+
+    print(listing())
+
+
+def add_corpus(commands) -> None:
+    from .corpus import COLLECTIONS
+
+    p = commands.add_parser("corpus", help="write a style's public-domain collection (music21's corpus) as MIDI "
+                                           "files to train on")
+    p.add_argument("--style", required=True, choices=list(COLLECTIONS))
+    p.add_argument("--out", required=True, help="folder for train/*.mid and validation/*.mid")
+    p.add_argument("--limit", type=int, help="corpus files to take (a fixed sample; default: all)")
+    p.add_argument("--workers", type=int, help="processes parsing at once (default: all usable cores)")
+
+
+def run_corpus(args) -> None:
+    from .corpus import export
+
+    print(export(args.style, args.out, limit=args.limit, workers=args.workers))
+
+
 def add_render(commands) -> None:
     p = commands.add_parser("render", help="render a MIDI file to audio with FluidSynth")
     p.add_argument("midi", help="input .mid")
@@ -325,7 +396,8 @@ def run_render(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="midigen", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for add in (add_prepare, add_train, add_generate, add_endless, add_evaluate, add_roundtrip, add_render):
+    for add in (add_prepare, add_train, add_generate, add_endless, add_evaluate, add_roundtrip, add_render,
+                add_styles, add_corpus):
         add(commands)
     return parser
 
@@ -333,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"prepare": run_prepare, "train": run_train, "generate": run_generate, "endless": run_endless,
-                "evaluate": run_evaluate, "roundtrip": run_roundtrip, "render": run_render}
+                "evaluate": run_evaluate, "roundtrip": run_roundtrip, "render": run_render, "styles": run_styles,
+                "corpus": run_corpus}
     try:
         handlers[args.command](args)
     except (ValueError, RuntimeError, OSError) as error:

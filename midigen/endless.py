@@ -86,13 +86,13 @@ class EndlessStream:
     random); its length is ignored."""
 
     def __init__(self, generator: Generator, request: GenerationRequest, seed: Seed | None = None):
-        tok = generator.tokenizer
+        tok, request = generator.tokenizer, generator.styled(request)
         self.generator, self.request, self.seed = generator, request, seed
         self.random_seed = (secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None
                             else request.random_seed)
         score = tok.midi_to_score(seed.primed) if seed is not None else Score([], request.bpm or 0.0)
         if not score.bpm:
-            score = replace(score, bpm=generator.sample_tempo(self.random_seed))
+            score = replace(score, bpm=generator.opening_tempo(self.random_seed))
         self.score = score
         self.bpm = seed.bpm if seed is not None else score.bpm
         self.sounding = tok.level_velocities(score)

@@ -290,3 +290,35 @@ def format_endless(result: dict) -> str:
               f"notes per beat {change['notes_per_beat_before']:.2f} in the 5 minutes before, "
               f"{change['notes_per_beat_after']:.2f} in the minute after"]
     return "\n".join(lines)
+
+
+# -- styles: does each style sound like its own collection, and does Auto pick it? ----------------------
+
+def auto_pick_shares(book, real_by_style: dict[str, list[Score]], seed_notes: int = 40) -> dict[str, float]:
+    """Per style, the share of seeds (the first ``seed_notes`` notes of each of its real pieces) for which Auto
+    (``StyleBook.pick``) chooses that style."""
+    shares = {}
+    for style, pieces in real_by_style.items():
+        seeds = [Score(piece.notes[:seed_notes], piece.bpm) for piece in pieces if len(piece.notes) >= seed_notes]
+        shares[style] = float(np.mean([book.pick(seed) == style for seed in seeds])) if seeds else math.nan
+    return shares
+
+
+def style_closeness(book, real_by_style: dict[str, list[Score]], pieces: int = 16, notes: int = 500,
+                    random_seed: int = 0) -> dict[str, tuple[int, int]]:
+    """Per style, (statistics, of those in the table) on which the style's pieces from scratch are closer to its
+    own real pieces than to any other style's; closeness is the difference of the means over pieces."""
+    means = {}
+    for style, real in real_by_style.items():
+        spb = book.generator(style).tokenizer.config.steps_per_beat
+        means[style] = {k: v[0] for k, v in summarize([piece_statistics(s, spb) for s in real]).items()}
+    result = {}
+    for style in real_by_style:
+        generator = book.generator(style)
+        spb = generator.tokenizer.config.steps_per_beat
+        made = generated_scores(generator, pieces, notes, 0.95, 0.95, random_seed)
+        ours = {k: v[0] for k, v in summarize([piece_statistics(s, spb) for s in made]).items()}
+        wins = sum(abs(ours[k] - means[style][k]) < min(abs(ours[k] - means[other][k]) for other in means
+                                                        if other != style) for k in ours)
+        result[style] = (wins, len(ours))
+    return result

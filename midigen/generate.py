@@ -12,14 +12,15 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from . import checkpoint, soundfonts
+from . import checkpoint, soundfonts, styles
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .device import resolve_device, usable_cores
-from .phrases import PhraseWriter
+from .phrases import PhraseWriter, texture_bias
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
 from .stats import estimate_key
+from .styles import AUTO
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
 TOKENS_PER_NOTE = 4
@@ -40,7 +41,7 @@ class GenerationRequest:
     notes: int | None = None
     seconds: float | None = setting("seconds").default
     bpm: float | None = None
-    program: int = setting("program").default
+    program: int | None = None  # None: the style's instrument
     random_seed: int | None = None
     variations: int = setting("variations").default
     continuation_only: bool = not setting("keep_seed").default
@@ -49,6 +50,7 @@ class GenerationRequest:
     density: str = "auto"  # "auto" (the seed's) or one of DENSITY_LEVELS, sparse to dense
     repetition: float = setting("repetition").default  # chance that a phrase is an earlier one again
     soundfont: str = setting("soundfont").default  # what the audio is played with; not used by sampling
+    style: str = AUTO  # a style's name, or "auto": the one whose model finds the seed likeliest (``style_choice``)
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):
@@ -65,6 +67,8 @@ class GenerationRequest:
             key_index(self.key)
         if self.density not in ("auto", *DENSITY_LEVELS):
             raise ValueError(f"density must be auto or one of {', '.join(DENSITY_LEVELS)}, not {self.density!r}")
+        if self.style != AUTO:
+            styles.style(self.style)
         if self.soundfont not in soundfonts.BY_NAME:
             raise ValueError(f"soundfont must be one of {', '.join(soundfonts.BY_NAME)}, not {self.soundfont!r}")
 
@@ -85,6 +89,7 @@ class Generated:
     tokens: list[int]
     random_seed: int
     written: bytes | None = None
+    style: str = ""
 
     @property
     def data(self) -> bytes:
@@ -106,14 +111,18 @@ class Generated:
 
 
 class Generator:
-    """A loaded model ready to sample: weights are read once, here."""
+    """A loaded model ready to sample: weights are read once, here. ``style`` gives the instrument and tempo of
+    requests that leave them to it, and the style named in what it writes."""
 
-    def __init__(self, weights: str | Path = checkpoint.DEFAULT_WEIGHTS, device: str = "auto"):
+    def __init__(self, weights: str | Path = checkpoint.DEFAULT_WEIGHTS, device: str = "auto",
+                 style: styles.Style = styles.DEFAULT):
+        self.style = style
         self.checkpoint = checkpoint.load(weights)
         self.levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
         self.tokenizer = Tokenizer(self.checkpoint.tokenizer_config)
         self.device = resolve_device(device)
         self.sampler = self._make_sampler(self.device)
+        self.texture = texture_bias(self.tokenizer, style.duration_lift, style.chord_lift)
 
     def _make_sampler(self, device: str):
         if device == "cpu":
@@ -128,7 +137,16 @@ class Generator:
         return other
 
     def __repr__(self) -> str:
-        return f"Generator({self.checkpoint.model_config}, device={self.device})"
+        return f"Generator({self.style.name}, {self.checkpoint.model_config}, device={self.device})"
+
+    def styled(self, request: GenerationRequest) -> GenerationRequest:
+        """``request`` in this generator's style, with the style's instrument unless one is asked for."""
+        program = self.style.program if request.program is None else request.program
+        return replace(request, style=self.style.name, program=program)
+
+    def opening_tempo(self, random_seed: int) -> float:
+        """The tempo of a piece from scratch with none asked: the style's, or the model's own choice."""
+        return self.style.bpm or self.sample_tempo(random_seed)
 
     def generate(self, request: GenerationRequest,
                  seed_midi: Seed | pretty_midi.PrettyMIDI | None = None) -> list[Generated]:
@@ -178,13 +196,13 @@ class Generator:
     def continue_score(self, request: GenerationRequest, seed: Score, seed_file: Seed | None = None) -> list[Generated]:
         """``generate`` for a seed that is already a score (empty: from scratch); ``seed_file``, the file it was
         read from, is what the output keeps."""
-        tok = self.tokenizer
+        tok, request = self.tokenizer, self.styled(request)
         random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
         kept = seed_file is not None and not request.continuation_only
         if request.bpm and not kept:
             seed = replace(seed, bpm=request.bpm)
         if not seed.bpm:
-            seed = replace(seed, bpm=self.sample_tempo(random_seed))
+            seed = replace(seed, bpm=self.opening_tempo(random_seed))
         prompt = tok.score_to_tokens(seed, add_eos=False)
         position = seed.notes[-1].start if seed.notes else 0
         bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
@@ -212,7 +230,7 @@ class Generator:
                                          program=request.program)
                 data = None  # written when first asked for (``Generated.data``): the page streams before that
             results.append(Generated(midi, Score(list(seed.notes), seed.bpm), continuation, tokens, random_seed,
-                                     data))
+                                     data, self.style.name))
         return results
 
     def continuation_writer(self, request: GenerationRequest, target: Controls,
@@ -221,16 +239,18 @@ class Generator:
         target = target if self.checkpoint.model_config.control_size else None
         writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target),
                               self.held_loudness(target), sounding)
-        return self.hold_named_key(writer, request)
+        return self.steered(writer, request)
 
-    def hold_named_key(self, writer: PhraseWriter, request: GenerationRequest) -> PhraseWriter:
-        """``writer`` with a key the request names held harder (``NAMED_KEY_BIAS``), its pitch classes held near that
+    def steered(self, writer: PhraseWriter, request: GenerationRequest) -> PhraseWriter:
+        """``writer`` with the style's texture (``Style.duration_lift``, ``chord_lift``), and a key the request names
+        held harder (``NAMED_KEY_BIAS``), its pitch classes held near that
         key's ``balance`` and no duration taking over (``Steering.vary``): asked for a named key the model hammers
         its tonic and fifth in one rhythm (60 s pieces: the two took 0.63 of the time on average and up to 0.83, the
         commonest duration 0.72 of the notes; held, 0.42, 0.52 and 0.48)."""
         if request.key not in ("auto", "free") and writer.target is not None:
             writer.balance, writer.key_weight = self.balance(request, writer.target), NAMED_KEY_BIAS
             writer.vary_durations = True
+        writer.texture = self.texture
         return writer
 
     def balance(self, request: GenerationRequest, target: Controls) -> np.ndarray | None:
@@ -252,7 +272,7 @@ class Generator:
         opening = [] if target.mean_velocity is None else [self.tokenizer.vocab.encode(
             "VELOCITY", self.tokenizer.velocity_level(round(target.mean_velocity)))]
         key = self.held_key(target) if request.key != "auto" else None
-        return self.hold_named_key(PhraseWriter(self.sampler, target, request.repetition, key), request), opening
+        return self.steered(PhraseWriter(self.sampler, target, request.repetition, key), request), opening
 
     def _from_scratch(self, request: GenerationRequest, prompt: list[int], settings: SamplingSettings,
                       random_seed: int) -> list[int]:

@@ -294,6 +294,20 @@ def feed(tokens, weights, h):
 
 
 @njit(**JIT)
+def top_states(tokens, weights, h):
+    """The last layer's state (what the head reads) after each of ``tokens``, fed to the one row of ``h``."""
+    gi = np.empty((1, weights.hh.shape[1]), dtype=np.float32)
+    gh = np.empty_like(gi)
+    token = np.empty(1, dtype=np.int64)
+    out = np.empty((tokens.shape[0], h.shape[2]), dtype=np.float32)
+    for t in range(tokens.shape[0]):
+        token[0] = tokens[t]
+        _step(token, weights, h, gi, gh)
+        out[t] = h[h.shape[0] - 1, 0]
+    return out
+
+
+@njit(**JIT)
 def sample_loop(weights, rules, limits, start, u, h, out, final):
     """Sample up to out.shape[1] tokens per row into ``out``; returns how many each row got, and leaves in
     ``final`` (shaped as ``h``) every row's state after the prompt and the tokens it got.

@@ -82,6 +82,20 @@ def class_bias(by_class: np.ndarray, tokenizer) -> np.ndarray:
     return bias
 
 
+def texture_bias(tokenizer, duration_lift: float, chord_lift: float) -> np.ndarray | None:
+    """A style's constant logit bias (``styles.Style``): ``duration_lift`` times the log of each DURATION token's
+    length in grid steps (longer notes), and ``chord_lift`` taken off every SHIFT token (more notes per onset).
+    None when both are 0."""
+    if not (duration_lift or chord_lift):
+        return None
+    ranges = tokenizer.vocab.kind_ranges()
+    bias = np.zeros(len(tokenizer.vocab), dtype=np.float32)
+    durations, shifts = ranges["DURATION"], ranges["SHIFT"]
+    bias[durations.start : durations.stop] = duration_lift * np.log(np.arange(1, len(durations) + 1))
+    bias[shifts.start : shifts.stop] = -chord_lift
+    return bias
+
+
 def loudness_bias(level: int, tokenizer, weight: float = LOUDNESS_HOLD) -> np.ndarray:
     """Logit bias over the vocabulary holding loudness level ``level``: ``-weight`` per level on each VELOCITY
     token (a level is only written when it changes, so every change costs, and a far one more)."""
@@ -320,12 +334,14 @@ class PhraseWriter:
         self.temperature: float | None = None
         self.balance: np.ndarray | None = None  # a pitch-class profile the music is held near (``Steering.balance``)
         self.vary_durations = False  # whether no duration may take over (``Steering.vary``)
+        self.texture: np.ndarray | None = None  # the style's constant bias (``texture_bias``)
 
     @property
     def bias(self) -> np.ndarray | None:
-        """The logit bias holding the key and the loudness (None: neither is held)."""
+        """The logit bias holding the key and the loudness, with the style's texture (None: none of them)."""
         biases = ([] if self.key is None else [key_bias(self.key, self.tokenizer, self.key_weight)]) + (
-            [] if self.loudness is None else [loudness_bias(self.loudness, self.tokenizer)])
+            [] if self.loudness is None else [loudness_bias(self.loudness, self.tokenizer)]) + (
+            [] if self.texture is None else [self.texture])
         return sum(biases) if biases else None
 
     def write(self, prompt: list[int], settings: SamplingSettings, random_seed: int, position: int) -> list[int]:

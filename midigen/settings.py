@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pretty_midi
 
-from . import soundfonts
+from . import soundfonts, styles
 from .controls import DENSITY_LEVELS, KEY_NAMES, key_index
 
 MAX_RANDOM_SEED = 2**31 - 1
@@ -33,9 +33,9 @@ class Setting:
     page only).
     ``automatic`` is the number that means "choose for me" (sent as 0 or left empty).
     ``widget`` is slider, number, dropdown (with ``choices``, (label, value) pairs) or checkbox;
-    ``advanced`` puts it under "Advanced"; ``beside_previous`` puts it in one row with the setting
-    before it. ``cli`` is its command-line flag, or "" when the command line has none (there, no
-    ``--random-seed`` means randomize, and ``--continuation-only`` means keep_seed off).
+    ``advanced`` puts it under "Advanced"; ``first_on_page`` above the others; ``beside_previous`` puts it
+    in one row with the setting before it. ``cli`` is its command-line flag, or "" when the command line has
+    none (there, no ``--random-seed`` means randomize, and ``--continuation-only`` means keep_seed off).
     """
 
     name: str
@@ -52,6 +52,7 @@ class Setting:
     app_only: bool = False
     advanced: bool = False
     beside_previous: bool = False
+    first_on_page: bool = False
     choices: tuple[tuple[str, int | str], ...] = ()
     choices_text: str = ""  # the README's words for the choices, when listing them all would be too long
     cli: str = ""
@@ -78,7 +79,10 @@ KEYS = (("Auto: the seed's key (from scratch, a random one)", "auto"), ("Free: n
         *((name, name) for name in KEY_NAMES))
 DENSITIES = (("Auto: the seed's (from scratch, the model's choice)", "auto"),
              *((level.capitalize(), level) for level in DENSITY_LEVELS))
-GM_PROGRAMS = tuple((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128))
+PROGRAMS = (("Auto: the style's (game piano: piano; chorale: organ; folk: violin; renaissance: choir)", -1),
+            *((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128)))
+STYLES = (("Auto: the one the seed sounds most like (from scratch, game piano)", styles.AUTO),
+          *((style.label, style.name) for style in styles.STYLES))
 
 
 def soundfont_setting(installed: tuple[soundfonts.Soundfont, ...]) -> Setting:
@@ -104,8 +108,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Beats per minute of the new music; 0: the seed's, or the model's choice. A kept seed keeps its own.",
             "number", 40.0, 240.0,
             automatic=0.0, advanced=True, cli="--bpm"),
-    Setting("program", int, 0, "Instrument (General MIDI)", "General MIDI program of the new music.", "dropdown",
-            0, 127, advanced=True, cli="--program", choices=GM_PROGRAMS),
+    Setting("program", int, -1, "Instrument (General MIDI)", "General MIDI program of the new music.", "dropdown",
+            0, 127, automatic=-1, automatic_means="the style's", advanced=True, cli="--program",
+            choices=PROGRAMS),
     Setting("random_seed", int, 0, "Random seed", "The same settings and random seed give the same music.",
             "number", 0, MAX_RANDOM_SEED, advanced=True, cli="--random-seed"),
     Setting("randomize", bool, True, "Randomize", "Ignore the random seed and draw a new one (always shown).",
@@ -125,7 +130,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("repetition", float, 0.5, "Repetition",
             "Chance that a two-bar phrase is an earlier one played again (0: never; never two in a row).", "slider",
             0.0, 1.0, 0.05, advanced=True, cli="--repetition"),
-    soundfont_setting(soundfonts.installed()),  # last: the API's parameters are positional, new ones go at the end
+    soundfont_setting(soundfonts.installed()),
+    Setting("style", str, styles.AUTO, "Style",
+            "The music the model learned: game piano, Bach chorales, fiddle tunes or Palestrina. Auto: the style "
+            "whose model finds the seed likeliest; from scratch, game piano.", "dropdown", choices=STYLES,
+            first_on_page=True, cli="--style"),
+    # last: the API's parameters are positional, new ones go at the end
 )
 BY_NAME = {setting.name: setting for setting in SETTINGS}
 NAMES = tuple(BY_NAME)
@@ -214,7 +224,7 @@ def to_request(cleaned: dict):
         seconds=cleaned["seconds"],
         notes=None,
         bpm=cleaned["bpm"] or None,  # 0 or None: the seed's tempo, or the model's choice
-        program=cleaned["program"],
+        program=None if cleaned["program"] in (None, -1) else cleaned["program"],  # None: the style's
         random_seed=None if cleaned["randomize"] else cleaned["random_seed"],
         variations=cleaned["variations"],
         continuation_only=not cleaned["keep_seed"],
@@ -223,6 +233,7 @@ def to_request(cleaned: dict):
         density=cleaned["density"],
         repetition=cleaned["repetition"],
         soundfont=cleaned["soundfont"],
+        style=cleaned["style"],
     )
 
 

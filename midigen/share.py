@@ -18,7 +18,8 @@ EXAMPLE = "example"
 def share_query(values: Mapping, random_seed: int, example: str | None = None) -> str:
     """The query string of a link to ``values`` composed with ``random_seed`` (and an example seed)."""
     cleaned = clean_settings({**values, "random_seed": random_seed, "randomize": False})
-    query = {spec.name: spec.show(0 if cleaned[spec.name] is None else cleaned[spec.name]) for spec in SETTINGS}
+    query = {spec.name: spec.show(spec.automatic if cleaned[spec.name] is None else cleaned[spec.name])
+             for spec in SETTINGS}
     if example:
         query[EXAMPLE] = example
     return urlencode(query)

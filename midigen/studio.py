@@ -24,6 +24,8 @@ from .midi_io import MidiLimits, parse_midi, read_midi, trim_to_last
 from .render import RenderUnavailable, get_renderer, write_audio
 from .settings import UserError, setting
 from .splice import Seed, cut, excerpt
+from .style_choice import StyleBook
+from .styles import AUTO
 
 # Audio and piano roll start this long before the new music, or later if the seed has more events (notes,
 # controller changes, pitch bends) in that time; the MIDI file holds all. So long or dense seeds cost no more
@@ -75,10 +77,11 @@ class StudioResult:
 
 
 class Studio:
-    """The loaded model plus the per-request pipeline."""
+    """The styles' models plus the per-request pipeline. Given one ``Generator``, it writes in that style only."""
 
-    def __init__(self, generator: Generator, output_root: Path | None = None, limits: AppLimits | None = None):
-        self.generator = generator
+    def __init__(self, styles: StyleBook | Generator, output_root: Path | None = None,
+                 limits: AppLimits | None = None):
+        self.styles = styles if isinstance(styles, StyleBook) else StyleBook.single(styles)
         self.limits = limits or AppLimits()
         self.output_root = output_root or Path(tempfile.gettempdir()) / "midigen-outputs"
         self.output_root.mkdir(parents=True, exist_ok=True)
@@ -116,7 +119,7 @@ class Studio:
         progress(0.15, "Composing")
         results: list[Generated]
         if sample is None:
-            results = self.generator.generate(request, seed)
+            results = self.styles.generate(request, seed)
         else:
             results, sample_notices = sample(request, seed)
             notices += sample_notices
@@ -140,6 +143,7 @@ class Studio:
             + (f" after {seed.note_count} seed notes" if kept else "")
             + f", {first.seconds:.1f} s at {first.continuation.bpm:.0f} BPM"
             + (f", {len(results)} variations" if len(results) > 1 else "")
+            + f", style {first.style}" + (" (Auto's choice for this seed)" if request.style == AUTO and seed else "")
             + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s"
         )
         return Composition(results, stems, midi_paths, previews, preview_start, first.random_seed, summary, notices,

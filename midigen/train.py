@@ -1,18 +1,18 @@
 """Training the GRU on a folder of MIDI files.
 
 Files are split into training and validation sets by file (a fixed, seeded
-shuffle). Each epoch transposes every training piece by a random interval and
-reads it whole, as one of ``batch_size`` parallel streams: the piece is cut into
-consecutive windows and the GRU state is carried from one window to the next
-(truncated back-propagation through time), so the model learns to write the
-1,000th note as well as the 10th. Every window also gets the control vector of
-its own notes (key profile, register, density, loudness; ``midigen.controls``),
-each part hidden at random so that the model also writes without it. An epoch
-is planned from the pieces' lengths alone (``schedule_epoch``) and a piece's
-windows are built only when its stream reaches it (``EpochBatches``), so the
-memory in use does not grow with the collection. The checkpoint with the best
-validation loss is kept; ``NAME.train.*`` holds the last state so a run can
-resume.
+shuffle, or the collection's own ``validation/`` folder). Each epoch transposes
+every training piece by a random interval and reads it whole, as one of
+``batch_size`` parallel streams: the piece is cut into consecutive windows and
+the GRU state is carried from one window to the next (truncated
+back-propagation through time), so the model learns to write the 1,000th note
+as well as the 10th. Every window also gets the control vector of its own notes
+(key profile, register, density, loudness; ``midigen.controls``), each part
+hidden at random so that the model also writes without it. An epoch is planned
+from the pieces' lengths alone (``schedule_epoch``) and a piece's windows are
+built only when its stream reaches it (``EpochBatches``), so the memory in use
+does not grow with the collection. The checkpoint with the best validation loss
+is kept; ``NAME.train.*`` holds the last state so a run can resume.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tqdm import tqdm
 from . import checkpoint, distributed, gpu_training, prepare
 from .checkpoint import ModelConfig, TrainConfig
 from .controls import CONTROL_SIZE, ControlLevels, Controls, TokenNotes
+from .corpus import VALIDATION_FOLDER
 from .model import MidiGRU
 from .tokenizer import Tokenizer, TokenizerConfig
 
@@ -51,7 +52,13 @@ class Piece:
 
 
 def split_by_file(pieces: list[Piece], share: float, seed: int) -> tuple[list[Piece], list[Piece]]:
-    """A seeded split by file; at least one validation file when there are two or more."""
+    """A seeded split by file; at least one validation file when there are two or more.
+
+    A collection with a ``validation/`` folder (as ``midigen corpus`` writes) is split by that folder instead.
+    """
+    held_out = [p for p in pieces if p.name.startswith(f"{VALIDATION_FOLDER}/")]
+    if held_out:
+        return [p for p in pieces if not p.name.startswith(f"{VALIDATION_FOLDER}/")], held_out
     order = sorted(pieces, key=lambda p: p.name)
     random.Random(seed).shuffle(order)
     count = max(1, round(len(order) * share)) if len(order) > 1 else 0

@@ -342,16 +342,19 @@ def test_shipped_weights_continue_in_the_seed_key(shipped_generator):
 
 def test_shipped_weights_from_scratch_keep_the_character_drawn(shipped_generator):
     request = GenerationRequest(seconds=20, random_seed=40, variations=6)
-    correlations = []
+    correlations, register, loudness = [], [], []
     for row, result in enumerate(shipped_generator.generate(request)):
         character = shipped_generator.character(request, 40 + 1 + row)  # row r samples with random_seed + 1 + r
         notes = result.continuation.notes
         profile = duration_profile([n.pitch for n in notes], [n.duration for n in notes])
         correlations.append(correlation(profile, np.asarray(character.profile)))
         assert (profile > 0.02).sum() >= 6, row  # no drone: the key is kept through the controls only
-        assert abs(np.mean([n.pitch for n in notes]) - character.mean_pitch) < 4, row
-        assert abs(np.mean([n.velocity for n in notes]) - character.mean_velocity) < 16, row
+        register.append(abs(np.mean([n.pitch for n in notes]) - character.mean_pitch))
+        loudness.append(abs(np.mean([n.velocity for n in notes]) - character.mean_velocity))
     assert np.mean(correlations) > 0.5, correlations  # other pieces' profiles: about 0
+    # register and loudness are given, not held: a piece may move around them as real pieces do
+    assert np.mean(register) < 3 and max(register) < 6, register
+    assert np.mean(loudness) < 10 and max(loudness) < 20, loudness
 
 
 def test_continuations_hold_the_seeds_loudness(shipped_generator):

@@ -176,7 +176,7 @@ def test_endless_command_writes_the_minutes_asked(tmp_path, capsys):
     assert code == 0
     midi = pretty_midi.PrettyMIDI(str(out))
     count = len(midi.instruments[0].notes)
-    assert printed == f"{out}: {count:,} new notes, 1.5 min, random seed 5"
+    assert printed == f"{out}: {count:,} new notes, 1.5 min, random seed 5, style game-piano"
     assert midi.get_end_time() > 80 and max(n.start for n in midi.instruments[0].notes) < 90
 
 

@@ -106,8 +106,25 @@ def test_a_key_may_be_spelled_with_flats_or_sharps():
     assert to_request(clean_settings({"key": "a minor", "density": "busy"})).key == "A minor"
 
 
-def test_the_soundfont_is_the_last_setting_and_reaches_the_request():
-    assert SETTINGS[-1].name == "soundfont"  # the API's parameters are positional: new ones go at the end
+def test_the_api_order_of_the_latest_settings_is_kept():
+    assert [spec.name for spec in SETTINGS[-2:]] == ["soundfont", "style"]  # positional: new ones go at the end
+
+
+def test_the_style_reaches_the_request_and_the_command_line():
+    assert to_request(clean_settings({})).style == "auto"
+    assert to_request(clean_settings({"style": "Chorale"})).style == "chorale"
+    assert parse_generate("--style", "folk").style == "folk"
+    with pytest.raises(UserError, match="^style must be auto, game-piano, chorale, folk, renaissance"):
+        clean_settings({"style": "jazz"})
+
+
+def test_the_instrument_is_the_style_s_unless_one_is_chosen():
+    assert to_request(clean_settings({})).program is None
+    assert to_request(clean_settings({"program": 40})).program == 40
+    assert parse_generate().program is None and parse_generate("--program", "0").program == 0
+
+
+def test_the_soundfont_reaches_the_request():
     assert to_request(clean_settings({})).soundfont == setting("soundfont").default == "fluidr3"
     assert to_request(clean_settings({"soundfont": "TimGM6mb"})).soundfont == "timgm6mb"
     assert parse_generate("--soundfont", "timgm6mb").soundfont == "timgm6mb"

@@ -282,7 +282,7 @@ ABUSE = [
     ("seconds", 1e9, Clamped(60)), ("seconds", NAN, finite("seconds")), ("seconds", -INF, finite("seconds")),
     ("bpm", "abc", number("bpm")), ("bpm", -5, Clamped(40)), ("bpm", 10, Clamped(40)), ("bpm", 1e9, Clamped(240)),
     ("bpm", NAN, finite("bpm")), ("bpm", INF, finite("bpm")), ("bpm", None, Clamped(0)),
-    ("program", "abc", number("program")), ("program", None, number("program")), ("program", -5, Clamped(0)),
+    ("program", "abc", number("program")), ("program", None, Clamped(-1)), ("program", -5, Clamped(0)),
     ("program", 999, Clamped(127)), ("program", 5.5, whole("program")),
     ("random_seed", "abc", number("random_seed")), ("random_seed", None, number("random_seed")),
     ("random_seed", -5, Clamped(0)), ("random_seed", 1e18, Clamped(MAX_RANDOM_SEED)),
@@ -298,6 +298,8 @@ ABUSE = [
     ("key", "eb MAJOR", Clamped("Eb major")),
     ("density", "loud", Refused("density must be auto, sparse, light, medium, busy, dense")),
     ("density", "BUSY", Clamped("busy")),
+    ("style", "jazz", Refused("style must be auto, game-piano, chorale, folk, renaissance")),
+    ("style", "Chorale", Clamped("chorale")),
     ("keep_seed_until", -5, Clamped(0)), ("keep_seed_until", "abc", number("keep_seed_until")),
 ]
 
@@ -394,3 +396,12 @@ def test_keep_seed_until_regenerates_the_rest(app_client, seed_files):
     assert new_track.program == 40 and new_track.notes
     assert min(n.start for n in new_track.notes) >= before[-1][1] - 1e-3
     assert summary_counts(result[SUMMARY]) == (len(new_track.notes), len(before))
+
+
+def test_each_style_is_named_in_the_summary_and_plays_its_instrument(app_client, seed_files):
+    for style, program in (("chorale", 19), ("folk", 40), ("renaissance", 52)):
+        result = generate(app_client, seconds=5, style=style)
+        assert f"style {style}." in result[SUMMARY]
+        assert pretty_midi.PrettyMIDI(result[MIDI][0]).instruments[-1].program == program
+    seeded_result = generate(app_client, seed_files["scale"], seconds=5)
+    assert "(Auto's choice for this seed)" in seeded_result[SUMMARY]
