@@ -124,6 +124,8 @@ class Composer:
             request = to_request(clean_settings(values))
             composition = self._within_limit(self.studio.compose, seed_file, request, self.sample,
                                              progress=progress)
+        for notice in composition.silent.values():  # said before the first take plays, not only in the summary
+            gr.Warning(notice)
         key = os.urandom(12).hex()
         self.pending = {k: v for k, v in self.pending.items() if time.perf_counter() - v.started < 600}
         self.pending[key] = composition
@@ -654,13 +656,16 @@ def duet_tab(composer: Composer, tabs: gr.Tabs, settings: dict, seed_file: gr.Fi
 
 
 def load_every_soundfont() -> None:
-    """Load the other soundfonts now, so that the first listener who picks one does not wait for it (MuseScore
-    General: 3-6 s)."""
+    """Load the other soundfonts now, and measure where their instruments sound (``ranges``; the warm-up's request
+    measures the default's), so that the first listener who picks one does not wait for it (MuseScore General:
+    3-6 s)."""
+    from midigen import ranges
     from midigen.audio_stream import warm_synths
     from midigen.render import get_renderer
 
     for choice in setting("soundfont").choices[1:]:
         get_renderer(choice[1])
+        ranges.table(choice[1])
         warm_synths(1, choice[1])
 
 

@@ -64,6 +64,7 @@ class AnswerSettings:
     bpm: float | None = None  # None: the file's tempo, or DEFAULT_BPM for a notes list
     random_seed: int | None = None  # None: a new one each time
     style: str = AUTO  # a style's name, or "auto": the default style (``Duet.generator``)
+    soundfont: str = setting("soundfont").default  # what the answer sounds with: it stays in the instrument's range
 
     @classmethod
     def from_values(cls, values: dict) -> AnswerSettings:
@@ -75,14 +76,14 @@ class AnswerSettings:
         numbers = {name: clean_number(setting(name), values[name]) for name in ("temperature", "top_p", "program",
                                                                                  "bpm", "random_seed")
                    if values.get(name) is not None}
-        choices = {name: clean_choice(setting(name), values[name]) for name in ("key", "density", "style")
-                   if name in values}
+        choices = {name: clean_choice(setting(name), values[name]) for name in ("key", "density", "style",
+                                                                                    "soundfont") if name in values}
         return cls(bars=int(bars), **numbers, **choices)
 
     def request(self) -> GenerationRequest:
         return GenerationRequest(temperature=self.temperature, top_p=self.top_p, seconds=1.0, bpm=self.bpm,
                                  program=self.program, random_seed=self.random_seed, key=self.key,
-                                 density=self.density, style=self.style)
+                                 density=self.density, style=self.style, soundfont=self.soundfont)
 
 
 @dataclass(frozen=True)

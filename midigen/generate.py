@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from . import checkpoint, soundfonts, styles
+from . import checkpoint, ranges, soundfonts, styles
 from .controls import DENSITY_LEVELS, KEY_NAMES, ControlLevels, Controls, key_index
 from .device import resolve_device, usable_cores
 from .phrases import PhraseWriter, texture_bias
+from .render import RenderUnavailable
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
@@ -49,7 +50,7 @@ class GenerationRequest:
     key: str = "auto"  # "auto" (the seed's), "free", or one of KEY_NAMES such as "D minor"
     density: str = "auto"  # "auto" (the seed's) or one of DENSITY_LEVELS, sparse to dense
     repetition: float = setting("repetition").default  # chance that a phrase is an earlier one again
-    soundfont: str = setting("soundfont").default  # what the audio is played with; not used by sampling
+    soundfont: str = setting("soundfont").default  # what the audio is played with: notes stay where the program sounds
     style: str = AUTO  # a style's name, or "auto": the one whose model finds the seed likeliest (``style_choice``)
 
     def __post_init__(self):
@@ -246,12 +247,28 @@ class Generator:
         held harder (``NAMED_KEY_BIAS``), its pitch classes held near that
         key's ``balance`` and no duration taking over (``Steering.vary``): asked for a named key the model hammers
         its tonic and fifth in one rhythm (60 s pieces: the two took 0.63 of the time on average and up to 0.83, the
-        commonest duration 0.72 of the notes; held, 0.42, 0.52 and 0.48)."""
+        commonest duration 0.72 of the notes; held, 0.42, 0.52 and 0.48). Its notes stay within the pitches the
+        instrument sounds at through the request's soundfont (``sounding_range``)."""
+        writer.pitch_range = self.sounding_range(request)
         if request.key not in ("auto", "free") and writer.target is not None:
             writer.balance, writer.key_weight = self.balance(request, writer.target), NAMED_KEY_BIAS
             writer.vary_durations = True
         writer.texture = self.texture
         return writer
+
+    def sounding_range(self, request: GenerationRequest) -> tuple[int, int] | None:
+        """The lowest and highest of the model's pitches that ``request``'s instrument (None: the style's) sounds at
+        through its soundfont (``ranges``); None when it sounds at all of them, at none, or FluidSynth is missing."""
+        program = self.style.program if request.program is None else request.program
+        try:
+            span = ranges.sounding(request.soundfont, program)
+        except RenderUnavailable:
+            return None
+        config = self.tokenizer.config
+        if span is None or span[0] > config.pitch_max or span[1] < config.pitch_min:
+            return None
+        low, high = max(span[0], config.pitch_min), min(span[1], config.pitch_max)
+        return None if (low, high) == (config.pitch_min, config.pitch_max) else (low, high)
 
     def balance(self, request: GenerationRequest, target: Controls) -> np.ndarray | None:
         """The pitch-class profile a writer keeping ``target`` holds the music near (``Steering.balance``): how the

@@ -43,6 +43,8 @@ from .stats import MAJOR_PROFILE, MINOR_PROFILE
 
 BAR_BEATS = 4
 PHRASE_BARS = 2
+RANGE_BIAS = -1000.0  # logit added to a PITCH token the instrument cannot sound (``range_bias``): never drawn
+RANGE_MARGIN = 7.0  # the register target is kept this far inside the instrument's range (``PhraseWriter.aimed``)
 KEY_BIAS = 0.75  # logit weight of log(key profile) on pitch tokens (``key_bias``)
 LOUDNESS_HOLD = 1.0  # logit taken from a VELOCITY token per level it lies from the one held (``loudness_bias``)
 REGISTER_OFFSET = 2.0  # semitones asked above the target: the model writes lower than it is asked
@@ -79,6 +81,16 @@ def class_bias(by_class: np.ndarray, tokenizer) -> np.ndarray:
     classes = (np.arange(len(pitches)) + tokenizer.config.pitch_min) % 12
     bias = np.zeros(len(tokenizer.vocab), dtype=np.float32)
     bias[pitches.start : pitches.stop] = np.asarray(by_class)[classes]
+    return bias
+
+
+def range_bias(span: tuple[int, int], tokenizer) -> np.ndarray:
+    """Logit bias over the vocabulary forbidding the PITCH tokens outside ``span`` (lowest and highest pitch):
+    ``RANGE_BIAS`` on each, 0 elsewhere."""
+    pitches = tokenizer.vocab.kind_ranges()["PITCH"]
+    played = np.arange(len(pitches)) + tokenizer.config.pitch_min
+    bias = np.zeros(len(tokenizer.vocab), dtype=np.float32)
+    bias[pitches.start : pitches.stop] = np.where((played < span[0]) | (played > span[1]), RANGE_BIAS, 0.0)
     return bias
 
 
@@ -311,11 +323,13 @@ class PhraseWriter:
     model without controls, which is neither steered nor given a key); ``recall``: the chance that a phrase is
     an earlier one played again; ``key``: the key held by ``key_bias`` (0-11 major, 12-23 minor; None: none);
     ``loudness``: the velocity level held by ``loudness_bias`` (None: none); ``sounding``: the velocity each level
-    will play at (``Tokenizer.level_velocities`` of the seed), which the loudness is steered on.
+    will play at (``Tokenizer.level_velocities`` of the seed), which the loudness is steered on. ``pitch_range``: the
+    lowest and highest pitch the instrument sounds at (``ranges``; None: all): no note is written outside it
+    (``range_bias``), and the register is steered inside it (``aimed``).
 
     ``target``, ``recall``, ``key`` (and ``key_weight``), ``loudness``, ``temperature`` (None: the settings'),
-    ``balance`` and ``vary_durations`` are read again at every bar, so a stream (``passages``) follows changes to
-    them from the next bar on.
+    ``pitch_range``, ``balance`` and ``vary_durations`` are read again at every bar, so a stream (``passages``) follows
+    changes to them from the next bar on.
     """
 
     def __init__(self, sampler: Sampler, target: Controls | None, recall: float = setting("repetition").default,
@@ -335,14 +349,27 @@ class PhraseWriter:
         self.balance: np.ndarray | None = None  # a pitch-class profile the music is held near (``Steering.balance``)
         self.vary_durations = False  # whether no duration may take over (``Steering.vary``)
         self.texture: np.ndarray | None = None  # the style's constant bias (``texture_bias``)
+        self.pitch_range: tuple[int, int] | None = None  # the pitches the instrument sounds at (None: all)
 
     @property
     def bias(self) -> np.ndarray | None:
-        """The logit bias holding the key and the loudness, with the style's texture (None: none of them)."""
+        """The logit bias holding the key and the loudness, with the style's texture and the instrument's range (None:
+        none of them)."""
         biases = ([] if self.key is None else [key_bias(self.key, self.tokenizer, self.key_weight)]) + (
             [] if self.loudness is None else [loudness_bias(self.loudness, self.tokenizer)]) + (
-            [] if self.texture is None else [self.texture])
+            [] if self.texture is None else [self.texture]) + (
+            [] if self.pitch_range is None else [range_bias(self.pitch_range, self.tokenizer)])
         return sum(biases) if biases else None
+
+    @property
+    def aimed(self) -> Controls | None:
+        """The target steered toward: ``target`` with its register moved ``RANGE_MARGIN`` inside ``pitch_range`` (or to
+        its middle, if narrower)."""
+        target, span = self.target, self.pitch_range
+        if target is None or span is None or target.mean_pitch is None:
+            return target
+        margin = min(RANGE_MARGIN, (span[1] - span[0]) / 2)
+        return target.replace(mean_pitch=float(np.clip(target.mean_pitch, span[0] + margin, span[1] - margin)))
 
     def write(self, prompt: list[int], settings: SamplingSettings, random_seed: int, position: int) -> list[int]:
         """New tokens after ``prompt``, whose last onset is at grid step ``position``, within ``settings``' limits
@@ -363,7 +390,8 @@ class PhraseWriter:
         for call in itertools.count():
             if notes >= settings.max_notes or made >= settings.max_tokens or position >= settings.max_steps:
                 return
-            control = None if self.target is None else steering.asked(self.target).vector()
+            target = self.aimed
+            control = None if target is None else steering.asked(target).vector()
             played = None if reached is None else self._recall(music, start, position, reached, recalled, rng)
             if played is not None and self._fits(played, notes, made, settings):
                 added = played.tokens
@@ -383,7 +411,9 @@ class PhraseWriter:
                     bias = class_bias(steering.classes, self.tokenizer) + (0 if bias is None else bias)
                 if steering.durations is not None:
                     bias = self._duration_bias(steering.durations) + (0 if bias is None else bias)
-                rows, states = self.sampler.sample_states(context, bar, 1, random_seed * 100_003 + call, position,
+                sampler = self.sampler if self.pitch_range is None else self.sampler.below(
+                    self.pitch_range[1] - self.tokenizer.config.pitch_min + self.ranges["PITCH"].start)
+                rows, states = sampler.sample_states(context, bar, 1, random_seed * 100_003 + call, position,
                                                           control, bias, state)
                 added, state = rows[0], states[0]
                 if not added:
@@ -400,8 +430,8 @@ class PhraseWriter:
             notes += self._count(added)
             if memory is not None:
                 recalled = {line for line in recalled if line >= position - memory * self.bar}
-            if self.target is not None and music.notes >= MIN_NOTES:
-                steering.correct(self.target, music.controls())
+            if target is not None and music.notes >= MIN_NOTES:
+                steering.correct(target, music.controls())
                 if self.balance is not None:
                     steering.balance(self.balance, music.recent_profile())
                 if self.vary_durations:

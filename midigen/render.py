@@ -17,6 +17,8 @@ import ctypes
 import math
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +251,19 @@ class Renderer:
         if peak > 0:  # silence (nothing that rounds to a PCM step) is not amplified
             pcm.scale(0, n_frames, TARGET_PEAK * PCM_MAX / peak)
         return audio
+
+    @contextmanager
+    def borrowed(self) -> Iterator[tuple]:
+        """The synthesizer and its soundfont's id for other work (``ranges`` measures with it), held under the
+        renderer's lock and reset before and after."""
+        with self._lock:
+            if self._synth is None:
+                raise RuntimeError("the renderer is closed")
+            self._reset()
+            try:
+                yield self._synth, self._sfid
+            finally:
+                self._reset()
 
     def _synthesize_until(self, pcm: _Pcm, stop: int) -> None:
         """Let FluidSynth write the frames from ``pcm.done`` up to ``stop``, a scratch buffer at a time."""

@@ -14,6 +14,7 @@ reaches ``top_p``.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -81,6 +82,14 @@ class Sampler(ABC):
         start = (int(prompt[-1]), int(position), chord_top(prompt, self.tokenizer.vocab.kind_ranges()))
         out, lengths, states = self._run(prompt, settings, u, start, control, bias, state)
         return [out[b, : lengths[b]].tolist() for b in range(batch)], states
+
+    def below(self, highest: int) -> Sampler:
+        """This sampler (sharing its weights) with PITCH token ``highest`` read as the highest pitch by the chord rules:
+        no VELOCITY is drawn in a chord that has reached it, which would have to go on with a pitch above it. For a
+        writer that forbids the pitches above it with a bias (``phrases.range_bias``)."""
+        other = copy.copy(self)
+        other.rules = self.rules._replace(pitch_hi=min(highest + 1, self.rules.pitch_hi))
+        return other
 
     def advance(self, state: np.ndarray | None, tokens: list[int], control: np.ndarray | None = None) -> np.ndarray:
         """The state (layers, hidden) after feeding ``tokens`` to a GRU in ``state`` (None: the zero state) reading

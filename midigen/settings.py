@@ -90,7 +90,8 @@ def soundfont_setting(installed: tuple[soundfonts.Soundfont, ...]) -> Setting:
     catalogue's first, and rendering says what is missing)."""
     offered = installed or soundfonts.CATALOGUE[:1]
     return Setting("soundfont", str, offered[0].name, "Sound",
-                   "The General MIDI soundfont the audio is played with (the MIDI file is the same).", "dropdown",
+                   "The General MIDI soundfont the audio is played with (the new music stays where its instrument "
+                   "sounds).", "dropdown",
                    advanced=True, choices=tuple((font.label, font.name) for font in offered),
                    choices_text=", ".join(font.name for font in soundfonts.CATALOGUE) + " (those installed)",
                    cli="--soundfont")

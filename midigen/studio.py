@@ -3,6 +3,7 @@
 ``Studio.run`` loads the seed safely, samples, writes the MIDI, renders audio and makes the
 piano roll's data in a fresh per-request folder. The MIDI holds the whole seed; audio and piano
 roll may start shortly before the new music. (The settings are checked before, in ``settings``.)
+A take whose new music will not sound, or did not, is named in a notice (``silent_takes``, ``quiet_takes``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pretty_midi
 
-from . import pianoroll
+from . import pianoroll, ranges, soundfonts
 from .generate import Generated, GenerationRequest, Generator
 from .midi_io import MidiLimits, parse_midi, read_midi, trim_to_last
-from .render import RenderUnavailable, get_renderer, write_audio
+from .render import PCM_MAX, SAMPLE_RATE, TAIL_SECONDS, RenderUnavailable, get_renderer, write_audio
 from .settings import UserError, setting
 from .splice import Seed, cut, excerpt
 from .style_choice import StyleBook
@@ -33,6 +35,10 @@ from .styles import AUTO
 PREVIEW_SEED_SECONDS = 15.0
 PREVIEW_SEED_EVENTS = 3000
 PREVIEW_HELD_NOTES = 64  # at most this many of the notes still held where the preview starts sound in it
+# A take is nearly silent when this share of its new notes lies outside its instrument's sounding range
+# (``ranges``), or when its new music's audio is quieter than QUIET_DBFS (RMS, after the take's normalization).
+SILENT_SHARE = 0.5
+QUIET_DBFS = -60.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +67,7 @@ class Composition:
     notices: list[str]
     started: float  # perf_counter() when the request began
     soundfont: str = setting("soundfont").default  # what the audio is played with
+    silent: dict[int, str] = field(default_factory=dict)  # take number -> why it will not sound (also in notices)
 
 
 @dataclass
@@ -138,6 +145,8 @@ class Studio:
                            f"music, at {_clock(preview_start)}; the MIDI file holds the whole piece "
                            f"({_clock(first.seconds)}).")
         previews = [excerpt(result.midi, preview_start, PREVIEW_HELD_NOTES) for result in results]
+        silent = silent_takes(results, request.soundfont)
+        notices += silent.values()
         summary = (
             f"{len(first.continuation.notes)} new notes"
             + (f" after {seed.note_count} seed notes" if kept else "")
@@ -147,7 +156,7 @@ class Studio:
             + f". Random seed {first.random_seed}. Composed in {sampled - started:.2f} s"
         )
         return Composition(results, stems, midi_paths, previews, preview_start, first.random_seed, summary, notices,
-                           started, request.soundfont)
+                           started, request.soundfont, silent)
 
     def finish(self, composition: Composition, progress: Callable[[float, str], None] | None = None) -> StudioResult:
         """The second half of ``run``: the MIDI files, audio and piano roll of a ``compose``d request."""
@@ -156,7 +165,10 @@ class Studio:
         for result, midi_path in zip(composition.results, composition.midi_paths, strict=True):
             midi_path.write_bytes(result.data)
         try:
-            audio_paths = self._render(composition.previews, composition.stems, composition.soundfont, progress)
+            audio_paths, levels = self._render(composition.previews, composition.stems, composition.soundfont,
+                                               progress)
+            notices += [notice for take, notice in quiet_takes(levels, composition.soundfont).items()
+                        if take not in composition.silent]
         except RenderUnavailable as error:
             notices.append(f"Audio is unavailable on this server ({error}); the MIDI and piano roll still work.")
         progress(0.9, "Drawing the piano roll")
@@ -167,18 +179,20 @@ class Studio:
                             composition.random_seed, summary, notices)
 
     def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path], soundfont: str,
-                progress: Callable[[float, str], None] | None = None) -> list[Path]:
-        """MP3 files of ``previews`` at ``stems`` through ``soundfont``; LAME encodes one while FluidSynth renders
-        the next. ``progress`` is told before each take (a request past its time limit stops there)."""
+                progress: Callable[[float, str], None] | None = None) -> tuple[list[Path], list[float | None]]:
+        """MP3 files of ``previews`` at ``stems`` through ``soundfont``, and the level of each one's new music
+        (``new_music_level``); LAME encodes one while FluidSynth renders the next. ``progress`` is told before each
+        take (a request past its time limit stops there)."""
         progress = progress or (lambda fraction, message: None)
         renderer = get_renderer(soundfont)
         with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
-            encoded = []
+            encoded, levels = [], []
             for index, (preview, stem) in enumerate(zip(previews, stems, strict=True)):
                 progress(0.5 + 0.4 * index / len(previews), "Rendering audio")
                 audio = renderer.render(preview, max_seconds=self.limits.max_seconds * 3)
                 encoded.append(encoder.submit(write_audio, audio, stem.with_suffix(".mp3")))
-            return [job.result() for job in encoded]
+                levels.append(new_music_level(preview, audio))
+            return [job.result() for job in encoded], levels
 
     def sweep(self) -> None:
         """Remove request folders older than ``output_max_age_s``."""
@@ -211,7 +225,7 @@ class Studio:
             path.write_bytes(data)
         previews = [excerpt(parse_midi(data), preview_start, PREVIEW_HELD_NOTES) for data in takes]
         try:
-            audio_paths = self._render(previews, [path.with_suffix("") for path in midi_paths], soundfont)
+            audio_paths = self._render(previews, [path.with_suffix("") for path in midi_paths], soundfont)[0]
         except RenderUnavailable:
             audio_paths = []
         return midi_paths, audio_paths
@@ -225,6 +239,59 @@ class Studio:
         except FileNotFoundError:
             return False
         return True
+
+
+def silent_takes(results: list[Generated], soundfont: str) -> dict[int, str]:
+    """The takes (numbered from 1) of which ``SILENT_SHARE`` or more of the new notes lie outside the range their
+    instrument sounds in through ``soundfont`` (``ranges``), each with a sentence saying so; none when the ranges
+    cannot be measured here (no FluidSynth)."""
+    silent = {}
+    for take, result in enumerate(results, start=1):
+        notes, program = result.new_music.notes, result.new_music.program
+        try:
+            span = ranges.sounding(soundfont, program)
+        except RenderUnavailable:
+            return {}
+        mute = sum(span is None or not span[0] <= note.pitch <= span[1] for note in notes)
+        if notes and mute >= SILENT_SHARE * len(notes):
+            silent[take] = (f"{_take(take, len(results))} nearly silent: {ranges.describe(soundfont, program)}; "
+                            "choose another instrument or sound.")
+    return silent
+
+
+def quiet_takes(levels: list[float | None], soundfont: str) -> dict[int, str]:
+    """The takes (numbered from 1) whose new music's ``levels`` (dBFS) lie below ``QUIET_DBFS``, each with a
+    sentence saying so."""
+    sound = soundfonts.BY_NAME[soundfont].label.split(" (")[0]
+    return {take: f"{_take(take, len(levels))} nearly silent through {sound} (its new music "
+                  + ("makes no sound" if level == -np.inf else f"plays at {level:.0f} dBFS")
+                  + "); choose another instrument or sound."
+            for take, level in enumerate(levels, start=1) if level is not None and level < QUIET_DBFS}
+
+
+def new_music_level(preview: pretty_midi.PrettyMIDI, audio: np.ndarray) -> float | None:
+    """The RMS level (dBFS) of ``audio`` (int16, as ``Renderer.render`` gives it for ``preview``) over the new music
+    (``preview``'s last instrument): from its first note, or ``TAIL_SECONDS`` after the seed's last note ends when
+    that leaves at least half of it (the seed's release is not counted), to the end of its last note. None without
+    new notes."""
+    notes = preview.instruments[-1].notes if preview.instruments else []
+    if not notes:
+        return None
+    start, end = min(note.start for note in notes), max(note.end for note in notes)
+    released = max((note.end for part in preview.instruments[:-1] for note in part.notes), default=0.0) + TAIL_SECONDS
+    if start < released <= (start + end) / 2:
+        start = released
+    first = round(start * SAMPLE_RATE)
+    last = max(round(end * SAMPLE_RATE), first + 1)
+    part = audio[first:last].astype(np.float64)
+    if not part.size:
+        return None
+    rms = float(np.sqrt(np.mean(np.square(part)))) / PCM_MAX
+    return 20 * np.log10(rms) if rms > 0 else -np.inf
+
+
+def _take(take: int, takes: int) -> str:
+    return "The new music is" if takes == 1 else f"Variation {take} is"
 
 
 def _preview_start(seed: Seed) -> float:

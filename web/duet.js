@@ -118,7 +118,8 @@ async function ask() {
   const phrase = duet.phrase.splice(0), from = phrase[0].start, chosen = settings();
   const pauseEnd = duet.lastRelease + pauseSeconds() * 1000, id = ++duet.answerId;
   const request = {notes: phrase.map(note => noteData(note, from)), bars: Number(part(".duet-bars").value)};
-  for (const key of ["key", "density", "temperature", "top_p", "bpm", "style"]) request[key] = chosen[key];
+  for (const key of ["key", "density", "temperature", "top_p", "bpm", "style", "soundfont"]) request[key] = chosen[key];
+  if (chosen.program >= 0) request.program = chosen.program;  // the answer stays where this instrument sounds
   if (!chosen.randomize) request.random_seed = chosen.random_seed;
   say("midigen is answering…");
   let result, response;
