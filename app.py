@@ -29,9 +29,10 @@ from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
 from midigen import duet, history, share
+from midigen.generate import GenerationRequest
 from midigen.live import EndlessLive, LiveHub, PieceStream
 from midigen.render import RenderUnavailable
-from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, setting, to_request
+from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, setting
 from midigen.studio import AppLimits, Composition, Studio
 
 LOG = logging.getLogger("midigen.app")
@@ -113,7 +114,7 @@ class Composer:
     def compose(self, seed_file, values: dict, progress: Callable[[float, str], None]) -> dict:
         """The named outputs for one request (the ``/generate`` API); any failure becomes a short ``gr.Error``."""
         with answering():
-            request = to_request(clean_settings(values))
+            request = GenerationRequest.from_settings(clean_settings(values))
             result = self._within_limit(self.studio.run, seed_file, request, self.sample, progress=progress)
         return self._outputs(result)
 
@@ -121,7 +122,7 @@ class Composer:
         """The page's first half of a request: compose it and open a live stream of its first take. Returns the
         key that ``finish`` takes and the live player's value (None without audio)."""
         with answering():
-            request = to_request(clean_settings(values))
+            request = GenerationRequest.from_settings(clean_settings(values))
             composition = self._within_limit(self.studio.compose, seed_file, request, self.sample,
                                              progress=progress)
         for notice in composition.silent.values():  # said before the first take plays, not only in the summary
@@ -150,7 +151,7 @@ class Composer:
         from midigen.endless import EndlessStream
 
         with answering():
-            request = to_request(clean_settings(values))
+            request = GenerationRequest.from_settings(clean_settings(values))
             seed, notices = self.studio.load_seed(seed_file, request.keep_seed_until)
             for notice in notices:
                 gr.Info(notice)
@@ -705,7 +706,7 @@ def main() -> None:
     from midigen.checkpoint import CheckpointError
     from midigen.device import sampling_placement
     from midigen.examples import write_examples
-    from midigen.generate import GenerationRequest, Generator
+    from midigen.generate import Generator
     from midigen.render import audio_available
     from midigen.style_choice import StyleBook
 

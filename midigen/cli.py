@@ -8,7 +8,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .checkpoint import ModelConfig, TrainConfig
-from .settings import BY_NAME, SETTINGS, clean_choice, defaults, setting, to_request
+from .settings import BY_NAME, SETTINGS, clean_choice, defaults, setting
 from .styles import BY_NAME as STYLE_SPECS
 from .styles import DEFAULT as DEFAULT_STYLE_SPEC
 
@@ -84,12 +84,14 @@ def add_setting_flags(p, names: list[str], length=None) -> None:
 def request_from_args(args):
     """The ``GenerationRequest`` of ``generate``'s (or ``endless``'s) flags: the settings' defaults, no caps on
     length."""
+    from .generate import GenerationRequest
+
     given = {s.name: getattr(args, s.name, None) for s in SETTINGS if s.cli}
     given = {name: clean_choice(BY_NAME[name], value) if BY_NAME[name].kind is str else value
              for name, value in given.items() if value is not None}
     values = {**defaults(), **given, "randomize": args.random_seed is None,
               "keep_seed": not getattr(args, "continuation_only", False)}
-    request = to_request(values)
+    request = GenerationRequest.from_settings(values)
     notes = getattr(args, "notes", None)
     return request if notes is None else replace(request, notes=notes, seconds=None)
 

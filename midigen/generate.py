@@ -26,7 +26,7 @@ from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
-# How the key is given to the model, both chosen with `midigen evaluate` (README, "The shipped model"):
+# How a named key is given to the model and held, chosen with `midigen evaluate` (README, "The shipped model"):
 KEY_STRENGTH = 1.5  # a key named by the user is stressed 1.5x as hard as in training (``Controls.key_strength``)
 # ...which alone makes the model hammer the tonic and fifth; the writer holds the pitch classes near (``balance``):
 NAMED_CLARITY = 0.3  # share of the named key's clear profile in the typical one of that key
@@ -52,6 +52,27 @@ class GenerationRequest:
     repetition: float = setting("repetition").default  # chance that a phrase is an earlier one again
     soundfont: str = setting("soundfont").default  # what the audio is played with: notes stay where the program sounds
     style: str = AUTO  # a style's name, or "auto": the one whose model finds the seed likeliest (``style_choice``)
+
+    @classmethod
+    def from_settings(cls, cleaned: dict) -> GenerationRequest:
+        """The request for settings from ``settings.clean_settings`` (length in seconds)."""
+        return cls(
+            temperature=cleaned["temperature"],
+            top_p=cleaned["top_p"],
+            seconds=cleaned["seconds"],
+            notes=None,
+            bpm=cleaned["bpm"] or None,  # 0 or None: the seed's tempo, or the model's choice
+            program=None if cleaned["program"] in (None, -1) else cleaned["program"],  # None: the style's
+            random_seed=None if cleaned["randomize"] else cleaned["random_seed"],
+            variations=cleaned["variations"],
+            continuation_only=not cleaned["keep_seed"],
+            keep_seed_until=cleaned["keep_seed_until"] or None,
+            key=cleaned["key"],
+            density=cleaned["density"],
+            repetition=cleaned["repetition"],
+            soundfont=cleaned["soundfont"],
+            style=cleaned["style"],
+        )
 
     def __post_init__(self):
         if (self.notes is None) == (self.seconds is None):

@@ -1,6 +1,6 @@
 """What training does differently on CUDA: bf16 autocast and a fused AdamW.
 
-On the CPU both are off and training is plain float32, as before.
+On the CPU both are off and training is plain float32.
 """
 
 from __future__ import annotations

@@ -38,7 +38,6 @@ import numpy as np
 from .controls import Controls
 from .rules import SamplingSettings
 from .sample import Sampler
-from .settings import setting
 from .stats import MAJOR_PROFILE, MINOR_PROFILE
 
 BAR_BEATS = 4
@@ -332,7 +331,7 @@ class PhraseWriter:
     changes to them from the next bar on.
     """
 
-    def __init__(self, sampler: Sampler, target: Controls | None, recall: float = setting("repetition").default,
+    def __init__(self, sampler: Sampler, target: Controls | None, recall: float,
                  key: int | None = None, loudness: int | None = None, sounding: dict[int, int] | None = None):
         self.sampler = sampler
         self.recall = recall

@@ -4,7 +4,7 @@
 The page's widgets, the ``/generate`` API's parameter names and order, the validator
 (``clean_settings``), the command line's ``generate`` flags and the README's settings table are all
 derived from it. Adding a control means one entry here plus the code that uses its value
-(``to_request``).
+(``generate.GenerationRequest.from_settings``).
 """
 
 from __future__ import annotations
@@ -213,29 +213,6 @@ def check_range(name: str, value: float | None) -> None:
         return
     if not (math.isfinite(value) and spec.low <= value <= spec.high):
         raise ValueError(f"{name} must be between {spec.show(spec.low)} and {spec.show(spec.high)}")
-
-
-def to_request(cleaned: dict):
-    """The ``GenerationRequest`` for settings from ``clean_settings`` (length in seconds)."""
-    from .generate import GenerationRequest
-
-    return GenerationRequest(
-        temperature=cleaned["temperature"],
-        top_p=cleaned["top_p"],
-        seconds=cleaned["seconds"],
-        notes=None,
-        bpm=cleaned["bpm"] or None,  # 0 or None: the seed's tempo, or the model's choice
-        program=None if cleaned["program"] in (None, -1) else cleaned["program"],  # None: the style's
-        random_seed=None if cleaned["randomize"] else cleaned["random_seed"],
-        variations=cleaned["variations"],
-        continuation_only=not cleaned["keep_seed"],
-        keep_seed_until=cleaned["keep_seed_until"] or None,
-        key=cleaned["key"],
-        density=cleaned["density"],
-        repetition=cleaned["repetition"],
-        soundfont=cleaned["soundfont"],
-        style=cleaned["style"],
-    )
 
 
 def markdown_table() -> str:

@@ -93,7 +93,7 @@ def test_limits_are_kept(shipped_generator, limit):
     else:
         tok_settings = SamplingSettings(0.9, 0.95, max_notes=10**6, max_tokens=333)
         prompt = [BOS, tok.vocab.encode("TEMPO", tok.tempo_bin(120))]
-        tokens = PhraseWriter(shipped_generator.sampler, None).write(prompt, tok_settings, 5, 0)
+        tokens = PhraseWriter(shipped_generator.sampler, None, 0.5).write(prompt, tok_settings, 5, 0)
         assert 300 <= len(tokens) <= 333
 
 

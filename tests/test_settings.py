@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from midigen import cli, soundfonts
+from midigen.generate import GenerationRequest
 from midigen.settings import (
     SETTINGS,
     UserError,
@@ -17,7 +18,6 @@ from midigen.settings import (
     markdown_table,
     setting,
     soundfont_setting,
-    to_request,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ CHOICES = [s for s in SETTINGS if s.kind is str]
 
 
 def test_defaults_make_the_default_request():
-    request = to_request(clean_settings({}))
+    request = GenerationRequest.from_settings(clean_settings({}))
     assert request.temperature == setting("temperature").default
     assert request.seconds == setting("seconds").default and request.notes is None
     assert request.bpm is None  # 0 = automatic
@@ -63,7 +63,7 @@ def test_whole_number_settings_refuse_fractions(spec):
 @pytest.mark.parametrize("value", [0, None, "", 0.0])
 def test_bpm_zero_or_empty_means_automatic(value):
     assert clean_settings({"bpm": value})["bpm"] is None
-    assert to_request(clean_settings({"bpm": value})).bpm is None
+    assert GenerationRequest.from_settings(clean_settings({"bpm": value})).bpm is None
 
 
 @pytest.mark.parametrize("spec", FLAGS, ids=lambda s: s.name)
@@ -76,9 +76,10 @@ def test_flags_accept_booleans_and_refuse_the_rest(spec):
 
 
 def test_randomize_and_keep_seed_shape_the_request():
-    chosen = to_request(clean_settings({"random_seed": 77, "randomize": False, "keep_seed": False}))
+    chosen = GenerationRequest.from_settings(
+        clean_settings({"random_seed": 77, "randomize": False, "keep_seed": False}))
     assert chosen.random_seed == 77 and chosen.continuation_only is True
-    assert to_request(clean_settings({"random_seed": 77, "randomize": True})).random_seed is None
+    assert GenerationRequest.from_settings(clean_settings({"random_seed": 77, "randomize": True})).random_seed is None
 
 
 def test_every_setting_is_complete():
@@ -103,7 +104,7 @@ def test_choices_accept_their_values_and_refuse_the_rest(spec):
 
 def test_a_key_may_be_spelled_with_flats_or_sharps():
     assert clean_settings({"key": "eb MAJOR"})["key"] == clean_settings({"key": "D# major"})["key"]
-    assert to_request(clean_settings({"key": "a minor", "density": "busy"})).key == "A minor"
+    assert GenerationRequest.from_settings(clean_settings({"key": "a minor", "density": "busy"})).key == "A minor"
 
 
 def test_the_api_order_of_the_latest_settings_is_kept():
@@ -111,22 +112,22 @@ def test_the_api_order_of_the_latest_settings_is_kept():
 
 
 def test_the_style_reaches_the_request_and_the_command_line():
-    assert to_request(clean_settings({})).style == "auto"
-    assert to_request(clean_settings({"style": "Chorale"})).style == "chorale"
+    assert GenerationRequest.from_settings(clean_settings({})).style == "auto"
+    assert GenerationRequest.from_settings(clean_settings({"style": "Chorale"})).style == "chorale"
     assert parse_generate("--style", "folk").style == "folk"
     with pytest.raises(UserError, match="^style must be auto, game-piano, chorale, folk, renaissance"):
         clean_settings({"style": "jazz"})
 
 
 def test_the_instrument_is_the_style_s_unless_one_is_chosen():
-    assert to_request(clean_settings({})).program is None
-    assert to_request(clean_settings({"program": 40})).program == 40
+    assert GenerationRequest.from_settings(clean_settings({})).program is None
+    assert GenerationRequest.from_settings(clean_settings({"program": 40})).program == 40
     assert parse_generate().program is None and parse_generate("--program", "0").program == 0
 
 
 def test_the_soundfont_reaches_the_request():
-    assert to_request(clean_settings({})).soundfont == setting("soundfont").default == "fluidr3"
-    assert to_request(clean_settings({"soundfont": "TimGM6mb"})).soundfont == "timgm6mb"
+    assert GenerationRequest.from_settings(clean_settings({})).soundfont == setting("soundfont").default == "fluidr3"
+    assert GenerationRequest.from_settings(clean_settings({"soundfont": "TimGM6mb"})).soundfont == "timgm6mb"
     assert parse_generate("--soundfont", "timgm6mb").soundfont == "timgm6mb"
     with pytest.raises(UserError, match="^soundfont must be fluidr3, musescore, timgm6mb"):
         parse_generate("--soundfont", "organ")
@@ -160,7 +161,7 @@ def test_cli_flags_come_from_the_settings():
     for spec in SETTINGS:
         if spec.cli:
             assert re.search(rf"{spec.cli}\b", help_text), spec.cli
-    assert parse_generate() == to_request({**defaults(), "randomize": True})
+    assert parse_generate() == GenerationRequest.from_settings({**defaults(), "randomize": True})
 
 
 def test_cli_values_reach_the_request():

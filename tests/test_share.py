@@ -6,7 +6,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from midigen.settings import UserError, clean_settings, defaults, to_request
+from midigen.generate import GenerationRequest
+from midigen.settings import UserError, clean_settings, defaults
 from midigen.share import EXAMPLE, settings_from_query, share_query
 
 
@@ -19,8 +20,9 @@ def test_a_link_reproduces_the_request_with_the_seed_used():
     values = {**defaults(), "temperature": 1.3, "seconds": 12, "bpm": 90, "variations": 3, "keep_seed": False}
     query, restored = round_trip(values, 4242, "ode-to-joy")
     assert query[EXAMPLE] == "ode-to-joy"
-    request = to_request(clean_settings(restored))
-    assert request == to_request(clean_settings({**values, "random_seed": 4242, "randomize": False}))
+    request = GenerationRequest.from_settings(clean_settings(restored))
+    same = clean_settings({**values, "random_seed": 4242, "randomize": False})
+    assert request == GenerationRequest.from_settings(same)
     assert request.random_seed == 4242
 
 
