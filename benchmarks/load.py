@@ -28,7 +28,6 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "app")]
 
-import conftest  # noqa: E402,F401  (registers the test helpers the seed builders import)
 from app_server import running_app  # noqa: E402
 from app_testkit import TEST_SETTINGS  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402

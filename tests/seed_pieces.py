@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import mido
 import pretty_midi
-from midigen_testkit import mido_track
+from helpers import mido_track
 
 SUSTAIN = 64
 

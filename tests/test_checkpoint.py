@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from midigen_testkit import SHIPPED_WEIGHTS, random_checkpoint
+from helpers import SHIPPED_WEIGHTS, random_checkpoint
 
 from midigen import checkpoint
 from midigen.checkpoint import Checkpoint, CheckpointError

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from midigen_testkit import random_checkpoint
+from helpers import random_checkpoint
 
 from midigen import checkpoint
 from midigen.controls import (

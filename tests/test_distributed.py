@@ -10,7 +10,7 @@ import sys
 import distributed_step
 import pytest
 import torch
-from midigen_testkit import ROOT, run_cli, write_scales
+from helpers import ROOT, run_cli, write_scales
 from safetensors.torch import load_file
 
 from midigen import checkpoint

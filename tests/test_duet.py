@@ -13,7 +13,7 @@ import numpy as np
 import pretty_midi
 import pytest
 import soundfile as sf
-from midigen_testkit import midi_bytes
+from helpers import midi_bytes
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 

@@ -7,7 +7,7 @@ import mido
 import numpy as np
 import pretty_midi
 import pytest
-from midigen_testkit import write_midi
+from helpers import write_midi
 
 from midigen import cli
 from midigen.controls import KEY_NAMES, Controls, TokenNotes, key_index

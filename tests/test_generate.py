@@ -11,7 +11,7 @@ import numpy as np
 import pretty_midi
 import pytest
 import soundfile as sf
-from midigen_testkit import SHIPPED_WEIGHTS, run_cli, write_midi
+from helpers import SHIPPED_WEIGHTS, run_cli, write_midi
 from seed_pieces import OUT_OF_RANGE, band, contents, missing, performance, read_strictly, with_raw_track
 
 from midigen import cli

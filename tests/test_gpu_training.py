@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from midigen_testkit import ROOT, write_scales
+from helpers import ROOT, write_scales
 
 from midigen import checkpoint, gpu_training
 from midigen.model import MidiGRU, ModelConfig

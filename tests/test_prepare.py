@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 import pytest
-from midigen_testkit import SHOWCASE, run_cli, scale_piece, write_midi, write_scales
+from helpers import SHOWCASE, run_cli, scale_piece, write_midi, write_scales
 
 from midigen import prepare as prepare_module
 from midigen.midi_io import load_midi

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pretty_midi
 import pytest
-from midigen_testkit import pop_midi
+from helpers import pop_midi
 
 from midigen import ranges
 from midigen.endless import EndlessStream

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from midigen_testkit import ROOT
+from helpers import ROOT
 
 from midigen.rules import Rules, SamplingSettings, chord_top, grammar, grammar_violations
 from midigen.tokenizer import BOS, EOS, PAD, Tokenizer, TokenizerConfig

@@ -8,9 +8,9 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT, SHOWCASE, make_midi, random_checkpoint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from midigen_testkit import ROOT, SHOWCASE, make_midi, random_checkpoint
 
 from midigen import checkpoint
 from midigen.kernels import draw, feed, top_p_threshold

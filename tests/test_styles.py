@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 import pytest
-from midigen_testkit import run_cli
+from helpers import performance_midi, pop_midi, run_cli
 
 from midigen import corpus, styles
 from midigen.generate import GenerationRequest
@@ -129,3 +129,8 @@ def test_auto_from_scratch_is_game_piano_and_with_a_seed_names_its_choice(book, 
     seed = Seed.from_midi(tokenizer.score_to_midi(chorale_seed()))
     (piece,) = book.generate(GenerationRequest(notes=40, seconds=None, random_seed=4), seed)
     assert piece.style == "chorale"
+
+
+def test_auto_sends_piano_performances_and_pop_arrangements_to_game_piano(book):
+    for midi in (performance_midi(2), performance_midi(9, minor=True, seed=3), pop_midi(5, minor=True)):
+        assert book.pick(book.tokenizer.midi_to_score(Seed.from_midi(midi).primed)) == "game-piano"

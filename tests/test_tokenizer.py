@@ -8,9 +8,9 @@ import warnings
 
 import pretty_midi
 import pytest
+from helpers import SHOWCASE, beats_of, make_midi, quantized_velocity, scale_piece
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from midigen_testkit import SHOWCASE, beats_of, make_midi, quantized_velocity, scale_piece
 
 from midigen.rules import grammar, grammar_violations
 from midigen.tokenizer import (

@@ -11,9 +11,9 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
+from helpers import run_cli, write_scales
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from midigen_testkit import run_cli, write_scales
 
 from midigen import checkpoint
 from midigen.controls import CONTROL_SIZE, TokenNotes

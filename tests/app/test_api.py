@@ -358,7 +358,11 @@ def test_longest_request_is_capped_at_60_seconds(app_client):
     assert audio_facts(result["audio_1"]).seconds <= MAX_SECONDS + longest_note + TAIL_SECONDS + 1
 
 
-def test_server_survives_the_abuse(midigen_app, check_healthy):
+def test_server_survives_the_abuse(midigen_app, app_client, check_healthy):
+    for name, value, expected in ABUSE:  # every refused value, one after the other, then a normal request
+        if isinstance(expected, Refused):
+            outputs, _ = send(midigen_app, app_client, **{"seconds": 2, "random_seed": 1, name: value})
+            assert outputs is None, f"{name}={value!r} was accepted"
     check_healthy()
     midigen_app.assert_alive()
 
