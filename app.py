@@ -488,7 +488,8 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
 
     with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
         gr.Markdown("# 🎹 midigen", elem_id="title")
-        gr.Markdown("A small recurrent network writes piano music, from scratch or continuing your MIDI. "
+        gr.Markdown("A small recurrent network writes music (game piano, chorale, folk or Renaissance), from scratch "
+                    "or continuing your MIDI. "
                     "Press **Generate**, listen, download the `.mid`.", elem_id="subtitle")
         steps = gr.State(history.empty())
         handlers = Steps(composer.studio)
