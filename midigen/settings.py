@@ -81,7 +81,7 @@ DENSITIES = (("Auto: the seed's (from scratch, the model's choice)", "auto"),
              *((level.capitalize(), level) for level in DENSITY_LEVELS))
 PROGRAMS = (("Auto: the style's (game piano: piano; chorale: organ; folk: violin; renaissance: choir)", -1),
             *((f"{n} {pretty_midi.program_to_instrument_name(n)}", n) for n in range(128)))
-STYLES = (("Auto: the one the seed sounds most like (from scratch, game piano)", styles.AUTO),
+STYLES = (("Auto: the seed's (from scratch, game piano)", styles.AUTO),
           *((style.label, style.name) for style in styles.STYLES))
 
 

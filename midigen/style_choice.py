@@ -35,8 +35,8 @@ class StyleBook:
                  cpu_book: StyleBook | None = None):
         given = weights or {}
         self.device = device
-        self.weights = {s.name: Path(given.get(s.name, s.weights)) for s in styles.STYLES}
-        self.weights = {name: path for name, path in self.weights.items()
+        paths = {s.name: Path(given.get(s.name, s.weights)) for s in styles.STYLES}
+        self.weights = {name: path for name, path in paths.items()
                         if path.with_suffix(".json").exists() or name == styles.DEFAULT.name}
         self._cpu_book = cpu_book  # a book on another device shares its loaded weights
         self._generators: dict[str, Generator] = {}
@@ -69,7 +69,7 @@ class StyleBook:
 
     def on(self, device: str) -> StyleBook:
         """A book sampling on ``device`` with the weights this one loads."""
-        return StyleBook(device, {name: path for name, path in self.weights.items()}, cpu_book=self)
+        return StyleBook(device, dict(self.weights), cpu_book=self)
 
     @property
     def default(self) -> str:
