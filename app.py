@@ -636,7 +636,7 @@ def duet_tab(composer: Composer, tabs: gr.Tabs, settings: dict, seed_file: gr.Fi
             path.write_bytes(data)
         return str(path), gr.Tabs(selected="compose")
 
-    with tabs, gr.Tab("Duet", id="duet", elem_id="duet-tab"):
+    with tabs, gr.Tab("Duet", id="duet", elem_id="duet-tab") as tab:
         gr.Markdown("Play a phrase on the keys below, your computer keyboard (A W S E D F T G Y H U J K, Z and X for "
                     "the octave) or a MIDI keyboard, then pause: midigen answers in your key. Key, Density, "
                     "Temperature and Sound are the Compose tab's.")
@@ -655,6 +655,7 @@ def duet_tab(composer: Composer, tabs: gr.Tabs, settings: dict, seed_file: gr.Fi
     duet_inputs = [settings[name] for name in DUET_SETTINGS]
     for name in DUET_SETTINGS:
         settings[name].change(None, duet_inputs, None, js=DUET_SETTINGS_JS, **private)
+    tab.select(None, duet_inputs, None, js=DUET_SETTINGS_JS, **private)  # read again whenever the tab is shown
 
 
 def load_every_soundfont() -> None:
