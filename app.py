@@ -75,7 +75,7 @@ REGENERATE_JS = """(steps, take, seconds) => {
 
 @dataclass(frozen=True)
 class AppConfig:
-    """How the server runs, from ``MIDIGEN_*`` environment variables (README, "Deploy")."""
+    """How the server runs, from ``MIDIGEN_*`` environment variables (docs/deploy.md)."""
 
     time_limit_s: float = 30.0
     concurrency: int = 2

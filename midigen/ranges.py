@@ -6,7 +6,7 @@ General MIDI programs it renders a short note (``PROBE_SECONDS`` at velocity ``P
 killed between probes) on every ``GRID``-th key, then key by key outward from the lowest and highest that sounded,
 and takes a key as sounding when its RMS comes within ``QUIET_DB`` of the program's loudest probe. (Counting the
 voices a note-on starts is not enough: a voice may start on a key that makes no sound.) About 4,300 probes per
-soundfont, on the soundfont's shared ``render.Renderer`` (its cost: README, Performance).
+soundfont, on the soundfont's shared ``render.Renderer`` (its cost: docs/performance.md).
 
 ``table`` measures a soundfont once per process, and keeps the result in a small JSON file under the user's cache
 folder (``$XDG_CACHE_HOME/midigen``), named after the soundfont file's size and modification time, so later

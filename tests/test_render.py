@@ -209,7 +209,7 @@ def test_render_file(renderer, tmp_path):
     out = render_file(tmp_path / "in.mid", tmp_path / "out.wav")
     assert out == tmp_path / "out.wav"
     info = sf.info(out)
-    assert info.samplerate == 32000 and info.channels == 2  # README: stereo at 32 kHz
+    assert info.samplerate == 32000 and info.channels == 2  # docs/how-it-works.md: stereo at 32 kHz
     assert info.duration == pytest.approx(midi.get_end_time() + TAIL_SECONDS, abs=0.01)
 
 
