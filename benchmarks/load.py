@@ -2,6 +2,7 @@
 
     python benchmarks/load.py --minutes 10              # 1 client, then 4 clients, the mixed load
     python benchmarks/load.py --soak 60                  # 2 clients for an hour; RSS every minute
+    python benchmarks/load.py --capacity 3b7088c         # server CPU per 30 s request, this checkout against a commit
 
 The load: pieces from scratch, continuations with the seed kept and not kept, Regenerate from here, every
 style, 1-4 variations of 5-60 s, about 5 % bad requests; the seeds are built in code like real uploads
@@ -13,9 +14,13 @@ Server CPU per request is the app process's CPU time over the run divided by the
 from __future__ import annotations
 
 import argparse
+import io
+import os
 import random
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -105,9 +110,10 @@ class Run:
         return "\n".join(lines)
 
 
-def one_request(client: Client, kind: str, seed: Path | None, settings: dict) -> Outcome:
+def one_request(client: Client, kind: str, seed: Path | None, settings: dict, common: bool = False) -> Outcome:
+    """One ``/generate``; ``common``: ``settings`` alone, the rest left at the server's defaults (any version's)."""
     started = time.perf_counter()
-    values = {**TEST_SETTINGS, **settings}
+    values = settings if common else {**TEST_SETTINGS, **settings}
     try:
         client.predict(**{SEED_INPUT: handle_file(str(seed)) if seed else None}, **values, api_name="/generate")
         result = "ok"
@@ -148,11 +154,52 @@ def load(url: str, pid: int, clients: int, minutes: float, seeds: list[Path], rs
     return run
 
 
+def checkout(ref: str, folder: Path) -> Path:
+    """Commit ``ref`` of this repository written out under ``folder``, sharing this checkout's virtual environment."""
+    archive = subprocess.run(["git", "archive", ref], cwd=ROOT, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(folder, filter="data")
+    os.symlink(ROOT / ".venv", folder / ".venv")
+    return folder
+
+
+def server_cpu(pid: int) -> float:
+    return sum(psutil.Process(pid).cpu_times()[:2])
+
+
+def capacity(ref: str, requests: int, seeds: list[Path], folder: Path) -> None:
+    """Server CPU per 30 s request (one variation; from scratch and continuing a recorded performance, in turn),
+    for this checkout and for commit ``ref``, one request at a time to each server in turn."""
+    requests_of = [("scratch", None), ("continue", seeds[0])]
+    with running_app(folder / "this") as this, running_app(folder / "then", repo=checkout(ref, folder / ref)) as then:
+        servers = {"this checkout": this, ref: then}
+        clients = {name: Client(app.url, verbose=False, ssl_verify=False) for name, app in servers.items()}
+        cpu = dict.fromkeys(servers, 0.0)
+        for index in range(-2, requests):  # two requests each to warm up, not counted
+            for name, app in servers.items():
+                kind, seed = requests_of[index % 2]
+                before = server_cpu(app.pid)
+                outcome = one_request(clients[name], kind, seed, {"seconds": 30, "variations": 1, "randomize": True},
+                                      common=True)
+                assert outcome.result == "ok", f"{name}: {outcome.result}"
+                if index >= 0:
+                    cpu[name] += server_cpu(app.pid) - before
+        for name in servers:
+            print(f"{name}: server CPU per 30 s request {cpu[name] / requests * 1000:.0f} ms ({requests} requests)")
+        print(f"this checkout against {ref}: {cpu['this checkout'] / cpu[ref]:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of 4 clients (1 client: a fifth)")
     parser.add_argument("--soak", type=float, help="instead: minutes of 2 clients, the server's RSS each minute")
+    parser.add_argument("--capacity", metavar="COMMIT", help="instead: server CPU per 30 s request against COMMIT")
+    parser.add_argument("--requests", type=int, default=20, help="requests to each server for --capacity")
     args = parser.parse_args()
+    if args.capacity:
+        with tempfile.TemporaryDirectory() as folder:
+            capacity(args.capacity, args.requests, seed_files(Path(folder)), Path(folder))
+        return
     with tempfile.TemporaryDirectory() as folder, running_app(Path(folder)) as app:
         seeds = seed_files(Path(folder))
         print(f"app ready in {app.ready_after_s:.1f} s; {psutil.cpu_count()} CPUs", flush=True)

@@ -26,7 +26,7 @@ from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
 TOKENS_PER_NOTE = 4
 TOKENS_PER_SECOND = 80
-# How a named key is given to the model and held, chosen with `midigen evaluate` (weights/README.md, "Why the writer works this way"):
+# How a named key is given to the model and held, chosen with `midigen evaluate` (weights/README.md):
 KEY_STRENGTH = 1.5  # a key named by the user is stressed 1.5x as hard as in training (``Controls.key_strength``)
 # ...which alone makes the model hammer the tonic and fifth; the writer holds the pitch classes near (``balance``):
 NAMED_CLARITY = 0.3  # share of the named key's clear profile in the typical one of that key

@@ -89,7 +89,7 @@ def stop(process: subprocess.Popen) -> None:
             continue
 
 
-def _start(temp_dir: Path, attempt: int, extra_env: dict[str, str]) -> AppServer:
+def _start(temp_dir: Path, attempt: int, extra_env: dict[str, str], repo: Path) -> AppServer:
     port = _free_port()
     gradio_dir = temp_dir / "gradio"
     gradio_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def _start(temp_dir: Path, attempt: int, extra_env: dict[str, str]) -> AppServer
     with open(log_path, "wb") as log:
         started = time.monotonic()
         process = subprocess.Popen(
-            [str(PYTHON), "app.py"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+            [str(PYTHON), "app.py"], cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
         )
     return AppServer(f"http://127.0.0.1:{port}/", process, temp_dir, log_path, int(env["MIDIGEN_QUEUE_SIZE"]),
@@ -138,13 +138,14 @@ def _wait_until_ready(server: AppServer) -> str | None:
 
 
 @contextlib.contextmanager
-def running_app(temp_dir: Path, extra_env: dict[str, str] | None = None) -> Iterator[AppServer]:
-    """The real app, started in ``temp_dir`` with ``extra_env``, stopped on exit; raises ``AppDidNotStart``."""
+def running_app(temp_dir: Path, extra_env: dict[str, str] | None = None, repo: Path = REPO) -> Iterator[AppServer]:
+    """The real app (``repo``'s ``app.py``, this checkout's by default), started in ``temp_dir`` with ``extra_env``,
+    stopped on exit; raises ``AppDidNotStart``."""
     if not PYTHON.exists():
         raise AppDidNotStart(f"{PYTHON} is missing; run scripts/setup.sh")
     temp_dir.mkdir(parents=True, exist_ok=True)
     for attempt in range(3):  # the free port can be taken between picking and binding it
-        server = _start(temp_dir, attempt, extra_env or {})
+        server = _start(temp_dir, attempt, extra_env or {}, repo)
         try:
             problem = _wait_until_ready(server)
         except BaseException:
