@@ -65,10 +65,10 @@ SHOW_RESULT_JS = """() => {
 }"""
 STEERING = ("key", "density", "temperature", "repetition")  # the settings an endless session follows as it plays
 # Regenerate from here: without a typed time, the time where the chosen take's player is (web/piano_roll.js).
-REGENERATE_JS = """(steps, take, seconds) => {
+REGENERATE_JS = """(historyState, take, seconds) => {
   const lane = take ? Number(String(take).replace(/\\D/g, "")) - 1 : 0;
   const roll = window.midigenRoll;
-  return [steps, take, seconds || (roll && roll.position ? Math.round(roll.position(lane) * 100) / 100 : 0)];
+  return [historyState, take, seconds || (roll && roll.position ? Math.round(roll.position(lane) * 100) / 100 : 0)];
 }"""
 
 
@@ -100,7 +100,7 @@ class Composer:
     streams (``midigen.live``)."""
 
     studio: Studio
-    sample: Callable | None  # sample(request, seed_midi) -> (pieces, notices); None: the studio's CPU generator
+    sample: Callable | None  # sample(request, seed) -> (pieces, notices); None: the studio's CPU generator
     workers: ThreadPoolExecutor
     time_limit_s: float
     live: LiveHub = field(default_factory=LiveHub)
@@ -300,7 +300,7 @@ def setting_widgets(specs) -> dict[str, gr.components.Component]:
     return widgets
 
 
-class Steps:
+class HistorySteps:
     """Continue, Back, Forward and the choice of take, over a history whose files never expire: each step
     keeps its MIDI (and piano roll) bytes in the session state, and its files are made again when the
     sweep has taken them (``history``, ``Studio.restore``)."""
@@ -315,10 +315,11 @@ class Steps:
     def remember(self, state: dict, seed_file, soundfont, *outputs) -> dict:
         """Record the result just shown, with its bytes and the sound it was played with."""
         named = dict(zip(OUTPUT_NAMES, outputs, strict=True))
-        seed = self.file_of(seed_file)
+        seed_path = self.file_of(seed_file)
         return history.record(state, {
             "soundfont": soundfont,
-            "seed": {"name": seed.name, "data": seed.read_bytes()} if seed and seed.exists() else None,
+            "seed": ({"name": seed_path.name, "data": seed_path.read_bytes()}
+                     if seed_path and seed_path.exists() else None),
             "outputs": named,
             "names": [Path(p).name for p in named["midi_files"]],
             "takes": [Path(p).read_bytes() for p in named["midi_files"]],
@@ -338,8 +339,8 @@ class Steps:
         return history.replace_shown(state, {**step, "outputs": named}), named
 
     def seed_file(self, step: dict):
-        seed = step["seed"]
-        return str(self.studio.write_seed(seed["data"], seed["name"])) if seed else None
+        recorded = step["seed"]
+        return str(self.studio.write_seed(recorded["data"], recorded["name"])) if recorded else None
 
     @staticmethod
     def take_choice(count: int):
@@ -367,8 +368,8 @@ class Steps:
             raise gr.Error("Pick a time: play the piece and pause where the new part should begin, or type the "
                            "seconds in Regenerate from.", print_exception=False)
         names = history.shown(state)["names"]
-        seed = self.studio.write_seed(data, names[min(take or 0, len(names) - 1)])
-        return str(seed), True, True, seconds
+        seed_path = self.studio.write_seed(data, names[min(take or 0, len(names) - 1)])
+        return str(seed_path), True, True, seconds
 
     def go(self, by: int) -> Callable:
         """Back (-1) or Forward (+1): show that step again, files and all."""
@@ -481,27 +482,27 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
             gr.Warning(f"This link's settings could not be used: {error}")
             given = {}
         example = by_name.get(query.get(share.EXAMPLE, ""))
-        seed = example if example else gr.skip()
+        seed_file = example if example else gr.skip()
         shown = {name: setting(name).automatic if value is None else value  # None: automatic (bpm, instrument)
                  for name, value in given.items()}
-        return seed, *(shown.get(name, gr.skip()) for name in NAMES)
+        return seed_file, *(shown.get(name, gr.skip()) for name in NAMES)
 
     with gr.Blocks(title="midigen", delete_cache=(600, 900)) as demo:
         gr.Markdown("# 🎹 midigen", elem_id="title")
         gr.Markdown("A small recurrent network writes music (game piano, chorale, folk or Renaissance), from scratch "
                     "or continuing your MIDI. "
                     "Press **Generate**, listen, download the `.mid`.", elem_id="subtitle")
-        steps = gr.State(history.empty())
-        handlers = Steps(composer.studio)
+        history_state = gr.State(history.empty())
+        handlers = HistorySteps(composer.studio)
         tabs = gr.Tabs(elem_id="tabs")
         with tabs, gr.Tab("Compose", id="compose"), gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 seed_file = seed_input()
                 gr.Examples([[str(p)] for p in examples], inputs=[seed_file], label="Example seeds")
-                settings = setting_widgets(sorted((s for s in SETTINGS if not s.advanced),
-                                                  key=lambda s: not s.first_on_page))
+                widgets = setting_widgets(sorted((s for s in SETTINGS if not s.advanced),
+                                                 key=lambda s: not s.first_on_page))
                 with gr.Accordion("Advanced", open=False):
-                    settings.update(setting_widgets([s for s in SETTINGS if s.advanced]))
+                    widgets.update(setting_widgets([s for s in SETTINGS if s.advanced]))
                 with gr.Row():
                     generate_button = gr.Button("Generate", variant="primary", scale=2)
                     endless_button = gr.Button("Play on (endless)", scale=1, elem_id="endless")
@@ -527,9 +528,9 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                 roll = gr.HTML(None, html_template=ROLL_TEMPLATE, css_template=(WEB / "piano_roll.css").read_text(),
                                js_on_load=(WEB / "piano_roll.js").read_text(), elem_id="piano-roll")
                 midi_files = gr.File(label="Download MIDI", file_count="multiple", interactive=False)
-        duet_tab(composer, tabs, settings, seed_file)
-        inputs = [seed_file, *(settings[name] for name in NAMES)]
-        outputs = [*players, midi_files, roll, summary, settings["random_seed"]]
+        duet_tab(composer, tabs, widgets, seed_file)
+        inputs = [seed_file, *(widgets[name] for name in NAMES)]
+        outputs = [*players, midi_files, roll, summary, widgets["random_seed"]]
         private = {"api_visibility": "private"}
         # The API answers with whole files; the page hears the first take while the rest is rendered.
         api_only = gr.Button(visible=False)
@@ -547,11 +548,11 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                          **private).success(finish, [pending], outputs, **private)
 
         generated = streamed(generate_button)
-        continued = streamed(continue_button.click(handlers.continue_from, [steps, take],
-                                                   [seed_file, settings["keep_seed"]], **private))
+        continued = streamed(continue_button.click(handlers.continue_from, [history_state, take],
+                                                   [seed_file, widgets["keep_seed"]], **private))
         regenerated = streamed(regenerate_button.click(
-            handlers.regenerate_from, [steps, take, settings["keep_seed_until"]],
-            [seed_file, settings["keep_seed"], settings["randomize"], settings["keep_seed_until"]],
+            handlers.regenerate_from, [history_state, take, widgets["keep_seed_until"]],
+            [seed_file, widgets["keep_seed"], widgets["randomize"], widgets["keep_seed_until"]],
             js=REGENERATE_JS, **private))
         endless_button.click(start_endless, inputs, [live_id, live, endless_button, stop_button],
                              concurrency_id="live", concurrency_limit=4, **private)
@@ -560,27 +561,29 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
                           js="(id, value) => [id, window.midigenLive ? window.midigenLive.stop() : 0]",
                           concurrency_id="live", **private)
         for name in STEERING:
-            settings[name].change(steer, [live_id, *(settings[n] for n in STEERING)], None, show_progress="hidden",
-                                  trigger_mode="always_last", concurrency_id="live", **private)
+            widgets[name].change(steer, [live_id, *(widgets[n] for n in STEERING)], None, show_progress="hidden",
+                                 trigger_mode="always_last", concurrency_id="live", **private)
         for event in (generated, continued, regenerated):
-            event.then(lambda: 0, None, [settings["keep_seed_until"]], **private)  # a cut applies to one request
+            event.then(lambda: 0, None, [widgets["keep_seed_until"]], **private)  # a cut applies to one request
             shown = event.success(show_players, players, players, **private)
             shown.then(None, None, None, js=SHOW_RESULT_JS, **private)
-            shown.success(handlers.remember, [steps, seed_file, settings["soundfont"], *outputs], [steps],
-                          **private).success(
+            shown.success(handlers.remember, [history_state, seed_file, widgets["soundfont"], *outputs],
+                          [history_state], **private).success(
                 lambda files: handlers.take_choice(len(files or [])), [midi_files], [take], **private)
         for button, by in ((back_button, -1), (forward_button, 1)):
-            button.click(handlers.go(by), [steps], [steps, seed_file, take, *outputs], **private).success(
-                show_players, players, players, **private).then(None, None, None, js=SHOW_RESULT_JS, **private)
-        take.input(handlers.offer_first, [steps, take], [midi_files], **private)
+            button.click(handlers.go(by), [history_state], [history_state, seed_file, take, *outputs],
+                         **private).success(show_players, players, players, **private).then(
+                None, None, None, js=SHOW_RESULT_JS, **private)
+        take.input(handlers.offer_first, [history_state, take], [midi_files], **private)
         for index, player in enumerate(players):  # tells the piano roll which lane's audio started
             player.play(None, js=f"() => {{ window.midigenRoll && window.midigenRoll.playing({index}); }}", **private)
         keep_alive = gr.Timer(max(1.0, min(60.0, composer.studio.limits.output_max_age_s / 3)))
-        keep_alive.tick(handlers.keep_fresh, [steps], [steps, *outputs], show_progress="hidden", **private)
-        link_button.click(link, [seed_file, *(settings[name] for name in NAMES), link_text], [link_text],
+        keep_alive.tick(handlers.keep_fresh, [history_state], [history_state, *outputs], show_progress="hidden",
+                        **private)
+        link_button.click(link, [seed_file, *(widgets[name] for name in NAMES), link_text], [link_text],
                           js="(...values) => [...values.slice(0, -1), window.location.href]", **private).success(
             None, [link_text], None, js=COPY_JS, **private)
-        demo.load(restore, None, [seed_file, *(settings[name] for name in NAMES)], show_progress="hidden", **private)
+        demo.load(restore, None, [seed_file, *(widgets[name] for name in NAMES)], show_progress="hidden", **private)
     return demo
 
 
@@ -604,7 +607,7 @@ def duet_template() -> str:
     return (WEB / "duet.html").read_text().format(layout=html.escape(json.dumps(layout)))
 
 
-def duet_tab(composer: Composer, tabs: gr.Tabs, settings: dict, seed_file: gr.File) -> None:
+def duet_tab(composer: Composer, tabs: gr.Tabs, widgets: dict, seed_file: gr.File) -> None:
     """The Duet tab: play a phrase, midigen answers (``midigen.duet``, ``web/duet.js``); "Use as seed" hands the duet
     to the Compose tab's seed. Also the ``/duet`` API: a phrase (a MIDI file or a notes list) in, the answer out."""
     private = {"api_visibility": "private"}
@@ -652,9 +655,9 @@ def duet_tab(composer: Composer, tabs: gr.Tabs, settings: dict, seed_file: gr.Fi
             record = gr.Textbox()
     gr.Button(visible=False).click(answer, api_inputs, api_outputs, api_name="duet")
     seed_button.click(use_as_seed, [record], [seed_file, tabs], js=DUET_RECORD_JS, **private)
-    duet_inputs = [settings[name] for name in DUET_SETTINGS]
+    duet_inputs = [widgets[name] for name in DUET_SETTINGS]
     for name in DUET_SETTINGS:
-        settings[name].change(None, duet_inputs, None, js=DUET_SETTINGS_JS, **private)
+        widgets[name].change(None, duet_inputs, None, js=DUET_SETTINGS_JS, **private)
     tab.select(None, duet_inputs, None, js=DUET_SETTINGS_JS, **private)  # read again whenever the tab is shown
 
 

@@ -48,8 +48,8 @@ REFUSALS = ("must be", "could not be read", "not a MIDI", "has no notes", "Queue
 
 def seed_files(folder: Path) -> list[Path]:
     """Seeds like real uploads, written once."""
-    seeds = {f"performance-{i}.mid": performance(seconds=30 + 10 * i, seed=i) for i in range(4)}
-    seeds |= {f"band-{i}.mid": band(bars=8 + 4 * i, seed=i) for i in range(4)}
+    seeds = {f"performance-{i}.mid": performance(seconds=30 + 10 * i, random_seed=i) for i in range(4)}
+    seeds |= {f"band-{i}.mid": band(bars=8 + 4 * i, random_seed=i) for i in range(4)}
     seeds["long.mid"] = long_piece()
     seeds["empty.mid"] = b""
     paths = []

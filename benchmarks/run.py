@@ -156,8 +156,8 @@ class NaiveSampler:
         self.pitches = tokenizer.vocab.kind_ranges()["PITCH"]
 
     @torch.no_grad()
-    def sample(self, prompt: list[int], notes: int, temperature: float, top_p: float, seed: int) -> list[int]:
-        torch.manual_seed(seed)
+    def sample(self, prompt: list[int], notes: int, temperature: float, top_p: float, random_seed: int) -> list[int]:
+        torch.manual_seed(random_seed)
         sequence = list(prompt)
         _, state = self.gru(self.embedding(torch.tensor([prompt[:-1]])))
         count = 0
@@ -185,9 +185,9 @@ def sampling(ck, tokenizer, quick: bool) -> tuple[list[Row], float]:
     ours.sample(prompt, SamplingSettings(max_tokens=4), 1, 0)  # compile (or load the cache)
     torch.set_num_threads(1)  # a single stream of tiny ops: extra threads only add overhead here
     results = {"naive": [], "ours": []}
-    for seed in range(repeats):  # interleaved, so both see the same load
-        results["naive"].append(best_of(1, naive.sample, prompt, notes, 1.0, 0.95, seed))
-        results["ours"].append(best_of(3, ours.sample, prompt, settings, 1, seed))
+    for random_seed in range(repeats):  # interleaved, so both see the same load
+        results["naive"].append(best_of(1, naive.sample, prompt, notes, 1.0, 0.95, random_seed))
+        results["ours"].append(best_of(3, ours.sample, prompt, settings, 1, random_seed))
     results = {name: {"wall": min(r[0] for r in runs), "cpu": min(r[1] for r in runs),
                       "tokens": statistics.mean(len(r[2]) if name == "naive" else len(r[2][0]) for r in runs)}
                for name, runs in results.items()}
@@ -212,10 +212,10 @@ def variations(ck, tokenizer, quick: bool) -> list[Row]:
     prompt = [BOS, tokenizer.vocab.encode("TEMPO", 10)]
     settings = SamplingSettings(1.0, 0.95, max_notes=2**31 - 1, max_tokens=steps)
     wall, cpu = {1: [], 4: []}, {1: [], 4: []}
-    for seed in range(repeats):  # interleaved, so both see the same load
+    for random_seed in range(repeats):  # interleaved, so both see the same load
         for batch in wall:
             started, used = time.perf_counter(), time.process_time()
-            sampler.sample(prompt, settings, batch, seed)
+            sampler.sample(prompt, settings, batch, random_seed)
             cpu[batch].append(time.process_time() - used)
             wall[batch].append(time.perf_counter() - started)
     one, four = min(wall[1]), min(wall[4])
@@ -393,8 +393,8 @@ def whole_requests(generator: Generator, quick: bool) -> dict[int, float]:
     with tempfile.TemporaryDirectory() as folder:
         studio = Studio(generator, output_root=Path(folder))
         return {variations: statistics.median(
-                    best_of(1, studio.run, None, replace(request, variations=variations, random_seed=seed))[0]
-                    for seed in range(2 if quick else 5))
+                    best_of(1, studio.run, None, replace(request, variations=variations, random_seed=random_seed))[0]
+                    for random_seed in range(2 if quick else 5))
                 for variations in (1, MAX_VARIATIONS)}
 
 
@@ -919,8 +919,8 @@ def styles_child(quick: bool) -> list[Row]:
     rows = [Row("styles", f"load {len(book.names) - 1} more styles", loaded * 1e3, "ms"),
             Row("styles", "RSS added by them (loaded and sampled once)", (process.memory_info().rss - before) / MB,
                 "MB", "<= 150")]
-    seed = book.generate(replace(request, notes=150))[0].continuation
-    picks = [best_of(1, book.pick, seed)[0] for _ in range(3 if quick else 20)]
+    seed_score = book.generate(replace(request, notes=150))[0].continuation
+    picks = [best_of(1, book.pick, seed_score)[0] for _ in range(3 if quick else 20)]
     rows.append(Row("styles", f"Auto's choice for a 150-note seed, {len(book.names)} styles (median)",
                     statistics.median(picks) * 1e3, "ms"))
     notes = 100 if quick else 1000

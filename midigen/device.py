@@ -76,7 +76,7 @@ def sampling_placement(env: Mapping[str, str] = os.environ, cuda: Callable[[], b
     return resolve_device(wanted, cuda)
 
 
-def gpu_seconds(request, seed_midi=None) -> int:
+def gpu_seconds(request, seed=None) -> int:
     """ZeroGPU time to ask for ``request``: it grows with its length times its variations."""
     music_seconds = request.seconds if request.seconds is not None else request.notes / 4
     wanted = GPU_BASE_SECONDS + GPU_SECONDS_PER_MUSIC_SECOND * music_seconds * request.variations
@@ -84,7 +84,7 @@ def gpu_seconds(request, seed_midi=None) -> int:
 
 
 class ZeroGpuSampler:
-    """``sample(request, seed_midi) -> (pieces, notices)`` on a ZeroGPU GPU, or on the CPU when the GPU call fails.
+    """``sample(request, seed) -> (pieces, notices)`` on a ZeroGPU GPU, or on the CPU when the GPU call fails.
 
     ``gpu_decorator`` is ``spaces.GPU``; ZeroGPU refuses a call when an anonymous user is over quota or no GPU
     is free, and the user then still gets music, composed by ``cpu_generate``, with a one-line notice.
@@ -94,9 +94,9 @@ class ZeroGpuSampler:
         self.cpu_generate = cpu_generate
         self.on_gpu = gpu_decorator(duration=gpu_seconds)(gpu_generate)
 
-    def __call__(self, request, seed_midi=None) -> tuple[list, list[str]]:
+    def __call__(self, request, seed=None) -> tuple[list, list[str]]:
         try:
-            return self.on_gpu(request, seed_midi), []
+            return self.on_gpu(request, seed), []
         except Exception as error:  # ZeroGPU raises gradio errors, timeouts and CUDA errors alike
             LOG.warning("ZeroGPU call failed, composing on the CPU instead: %s", error)
-            return self.cpu_generate(request, seed_midi), [FALLBACK_NOTICE]
+            return self.cpu_generate(request, seed), [FALLBACK_NOTICE]

@@ -109,12 +109,12 @@ def common_steps(steps: int, ranks: Ranks) -> int:
     return int(count)
 
 
-def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device, seed: int) -> torch.nn.Module:
+def wrap(model: torch.nn.Module, ranks: Ranks, device: torch.device, random_seed: int) -> torch.nn.Module:
     """The model to train: ``DistributedDataParallel`` around it when parallel (each rank then draws its own
-    dropout masks from ``seed + rank``), else the model itself."""
+    dropout masks from ``random_seed + rank``), else the model itself."""
     if not ranks.parallel:
         return model
-    torch.manual_seed(seed + ranks.rank)
+    torch.manual_seed(random_seed + ranks.rank)
     return DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 

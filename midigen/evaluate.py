@@ -74,9 +74,10 @@ def negative_log_likelihood(generator: Generator, scores) -> dict:
     return result
 
 
-def generated_scores(generator: Generator, pieces: int, notes: int, temperature: float, top_p: float, seed: int):
+def generated_scores(generator: Generator, pieces: int, notes: int, temperature: float, top_p: float,
+                     random_seed: int):
     request = GenerationRequest(temperature=temperature, top_p=top_p, notes=notes, seconds=None,
-                                random_seed=seed, variations=pieces)
+                                random_seed=random_seed, variations=pieces)
     return [g.continuation for g in generator.generate(request)]
 
 
@@ -125,10 +126,10 @@ def continuation_scores(generator: Generator, real, seed_lengths=SEED_LENGTHS, n
         found = {"generated": [], "ceiling": [], "floor": []}
         same_key, real_same_key, drones, real_drones = [], [], [], []
         for i, (_, score) in enumerate(cases):
-            seed = prefix(score, 0, length)
+            seed_score = prefix(score, 0, length)
             settings = GenerationRequest(notes=notes, seconds=None, variations=seeds_per_piece,
                                          random_seed=random_seed + i, continuation_only=True, **request)
-            for result in generator.continue_score(settings, seed):
+            for result in generator.continue_score(settings, seed_score):
                 if result.continuation.notes:
                     made = Character.of(result.continuation, spb)
                     found["generated"].append(distances(seeds[i], made))
@@ -299,8 +300,10 @@ def auto_pick_shares(book, real_by_style: dict[str, list[Score]], seed_notes: in
     (``StyleBook.pick``) chooses that style."""
     shares = {}
     for style, pieces in real_by_style.items():
-        seeds = [Score(piece.notes[:seed_notes], piece.bpm) for piece in pieces if len(piece.notes) >= seed_notes]
-        shares[style] = float(np.mean([book.pick(seed) == style for seed in seeds])) if seeds else math.nan
+        seed_scores = [Score(piece.notes[:seed_notes], piece.bpm) for piece in pieces
+                       if len(piece.notes) >= seed_notes]
+        shares[style] = (float(np.mean([book.pick(seed_score) == style for seed_score in seed_scores]))
+                         if seed_scores else math.nan)
     return shares
 
 

@@ -101,12 +101,12 @@ class Generated:
 
     ``data`` is the file to write (made from ``midi`` when first read, unless given). ``midi`` is what it
     plays, in seconds: the seed's instruments when the seed is kept (shared with the seed, not copied), then
-    the new music as its last instrument. ``seed`` and ``continuation`` are on the model's grid: the seed as
+    the new music as its last instrument. ``seed_score`` and ``continuation`` are on the model's grid: the seed as
     the model read it, and the new notes.
     """
 
     midi: pretty_midi.PrettyMIDI
-    seed: Score
+    seed_score: Score
     continuation: Score
     tokens: list[int]
     random_seed: int
@@ -128,7 +128,8 @@ class Generated:
         return self.midi.get_end_time()
 
     def __repr__(self) -> str:
-        return (f"Generated(seed={len(self.seed.notes)} notes, continuation={len(self.continuation.notes)} notes, "
+        return (f"Generated(seed_score={len(self.seed_score.notes)} notes, "
+                f"continuation={len(self.continuation.notes)} notes, "
                 f"{self.seconds:.1f} s)")
 
 
@@ -171,20 +172,20 @@ class Generator:
         return self.style.bpm or self.sample_tempo(random_seed)
 
     def generate(self, request: GenerationRequest,
-                 seed_midi: Seed | pretty_midi.PrettyMIDI | None = None) -> list[Generated]:
-        """Sample ``request.variations`` pieces continuing ``seed_midi`` (or from scratch).
+                 seed: Seed | pretty_midi.PrettyMIDI | None = None) -> list[Generated]:
+        """Sample ``request.variations`` pieces continuing ``seed`` (or from scratch).
 
         With the seed kept (``request.continuation_only`` False) the output is the seed file as it is plus
         the new music, which keeps the seed's final tempo (``request.bpm`` then only applies without a seed
         or with ``continuation_only``).
         """
-        if isinstance(seed_midi, pretty_midi.PrettyMIDI):
-            seed_midi = Seed.from_midi(seed_midi)
-        if seed_midi is None:
+        if isinstance(seed, pretty_midi.PrettyMIDI):
+            seed = Seed.from_midi(seed)
+        if seed is None:
             return self.continue_score(request, Score([], request.bpm or 0.0))
-        return self.continue_score(request, self.tokenizer.midi_to_score(seed_midi.primed), seed_midi)
+        return self.continue_score(request, self.tokenizer.midi_to_score(seed.primed), seed)
 
-    def controls(self, request: GenerationRequest, seed: Score) -> Controls:
+    def controls(self, request: GenerationRequest, seed_score: Score) -> Controls:
         """What a continuation is asked to keep: the seed's key (estimated), register, density and loudness,
         with the key and density the request names instead (pieces from scratch: ``character``). A key is
         given as a clear profile of that key measured on the training data (``ControlLevels``)."""
@@ -193,7 +194,7 @@ class Generator:
                 raise ValueError("these weights were trained without key and density controls: "
                                  "use key and density auto, or weights trained by this version of midigen")
             return Controls()
-        controls = Controls.of_score(seed, self.tokenizer.config.steps_per_beat)
+        controls = Controls.of_score(seed_score, self.tokenizer.config.steps_per_beat)
         if controls.profile is not None and request.key == "auto":
             estimated = KEY_NAMES[estimate_key(np.asarray(controls.profile))]
             controls = controls.replace(profile=self.levels.key_profile(estimated))
@@ -215,25 +216,26 @@ class Generator:
             controls = controls.replace(notes_per_beat=self.levels.notes_per_beat(request.density))
         return controls
 
-    def continue_score(self, request: GenerationRequest, seed: Score, seed_file: Seed | None = None) -> list[Generated]:
-        """``generate`` for a seed that is already a score (empty: from scratch); ``seed_file``, the file it was
-        read from, is what the output keeps."""
+    def continue_score(self, request: GenerationRequest, seed_score: Score,
+                       seed: Seed | None = None) -> list[Generated]:
+        """``generate`` for a seed that is already a score (``seed_score``; empty: from scratch); ``seed``, the file
+        it was read from, is what the output keeps."""
         tok, request = self.tokenizer, self.styled(request)
         random_seed = secrets.randbelow(MAX_RANDOM_SEED + 1) if request.random_seed is None else request.random_seed
-        kept = seed_file is not None and not request.continuation_only
+        kept = seed is not None and not request.continuation_only
         if request.bpm and not kept:
-            seed = replace(seed, bpm=request.bpm)
-        if not seed.bpm:
-            seed = replace(seed, bpm=self.opening_tempo(random_seed))
-        prompt = tok.score_to_tokens(seed, add_eos=False)
-        position = seed.notes[-1].start if seed.notes else 0
-        bpm = seed_file.bpm if kept else seed.bpm  # the tempo the new music plays at
+            seed_score = replace(seed_score, bpm=request.bpm)
+        if not seed_score.bpm:
+            seed_score = replace(seed_score, bpm=self.opening_tempo(random_seed))
+        prompt = tok.score_to_tokens(seed_score, add_eos=False)
+        position = seed_score.notes[-1].start if seed_score.notes else 0
+        bpm = seed.bpm if kept else seed_score.bpm  # the tempo the new music plays at
         # a kept seed's tempo map goes on after its last note: the seconds asked are counted under it
-        steps = seed_file.steps_after(request.seconds, tok.config.steps_per_beat) if kept and request.seconds else None
+        steps = seed.steps_after(request.seconds, tok.config.steps_per_beat) if kept and request.seconds else None
         settings = self._settings(request, position, bpm, steps)
-        sounding = tok.level_velocities(seed)  # how loud each level plays: as the seed played it
-        target = self.controls(request, seed)  # also refuses a key or density the weights cannot take
-        if seed.notes or not self.checkpoint.model_config.control_size:
+        sounding = tok.level_velocities(seed_score)  # how loud each level plays: as the seed played it
+        target = self.controls(request, seed_score)  # also refuses a key or density the weights cannot take
+        if seed_score.notes or not self.checkpoint.model_config.control_size:
             writer = self.continuation_writer(request, target, sounding)
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, settings, random_seed + row, position))
@@ -242,17 +244,17 @@ class Generator:
                 request, prompt, settings, random_seed + 1 + row))
         results = []
         for tokens in rows:
-            full = tok.tokens_to_score(prompt + tokens, bpm=seed.bpm, velocities=sounding)
-            seed_keys = {(n.pitch, n.start) for n in seed.notes}
+            full = tok.tokens_to_score(prompt + tokens, bpm=seed_score.bpm, velocities=sounding)
+            seed_keys = {(n.pitch, n.start) for n in seed_score.notes}
             continuation = Score([n for n in full.notes if (n.pitch, n.start) not in seed_keys], bpm)
             if kept:
-                midi, data = splice(seed_file, continuation, tok.config.steps_per_beat, request.program)
+                midi, data = splice(seed, continuation, tok.config.steps_per_beat, request.program)
             else:
                 midi = tok.score_to_midi(shift_to_zero(continuation) if request.continuation_only else full,
                                          program=request.program)
                 data = None  # written when first asked for (``Generated.data``): the page streams before that
-            results.append(Generated(midi, Score(list(seed.notes), seed.bpm), continuation, tokens, random_seed,
-                                     data, self.style.name))
+            results.append(Generated(midi, Score(list(seed_score.notes), seed_score.bpm), continuation, tokens,
+                                     random_seed, data, self.style.name))
         return results
 
     def continuation_writer(self, request: GenerationRequest, target: Controls,

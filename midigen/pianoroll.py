@@ -22,18 +22,18 @@ PITCH_MARGIN = 2
 Notes = Sequence[pretty_midi.Note]
 
 
-def lane(seed: Notes, new: Notes) -> dict:
-    """One variation: the seed's pitched notes and the new music's."""
+def lane(seed_notes: Notes, new: Notes) -> dict:
+    """One variation: the seed's pitched notes (``seed_notes``) and the new music's."""
     notes = sorted([[int(n.pitch), round(float(n.start), 3), round(float(n.end), 3), int(is_new)]
-                    for part, is_new in ((seed, False), (new, True)) for n in part], key=lambda n: (n[1], n[0]))
-    boundary = min((n.start for n in new), default=max((n.end for n in seed), default=0.0))
+                    for part, is_new in ((seed_notes, False), (new, True)) for n in part], key=lambda n: (n[1], n[0]))
+    boundary = min((n.start for n in new), default=max((n.end for n in seed_notes), default=0.0))
     return {"notes": notes, "boundary": round(float(boundary), 3), "end": max((n[2] for n in notes), default=0.0)}
 
 
 def of_midi(midi: pretty_midi.PrettyMIDI) -> dict:
     """The lane of an output whose last instrument is the new music (the drums of the seed are not drawn)."""
-    *seed, new = midi.instruments
-    return lane([n for instrument in seed if not instrument.is_drum for n in instrument.notes], new.notes)
+    *seed_instruments, new = midi.instruments
+    return lane([n for instrument in seed_instruments if not instrument.is_drum for n in instrument.notes], new.notes)
 
 
 def roll(lanes: list[dict], start: float = 0.0) -> dict:

@@ -85,19 +85,20 @@ class StyleBook:
         for name in self.names:
             self.generator(name)
 
-    def pick(self, seed: Score) -> str:
-        """The style whose model finds ``seed`` likeliest; ``styles.DEFAULT`` for an empty seed."""
-        if not seed.notes or len(self.names) == 1:
+    def pick(self, seed_score: Score) -> str:
+        """The style whose model finds ``seed_score`` likeliest; ``styles.DEFAULT`` for an empty seed."""
+        if not seed_score.notes or len(self.names) == 1:
             return self.default
-        return min(self.names, key=lambda name: self.seed_nll(name, seed))
+        return min(self.names, key=lambda name: self.seed_nll(name, seed_score))
 
-    def seed_nll(self, name: str, seed: Score) -> float:
-        """Negative log-likelihood per token of the last ``SCORED_NOTES`` notes of ``seed`` under style ``name``."""
+    def seed_nll(self, name: str, seed_score: Score) -> float:
+        """Negative log-likelihood per token of the last ``SCORED_NOTES`` notes of ``seed_score`` under style
+        ``name``."""
         generator = self.generator(name)
         with self._lock:
             if name not in self._scorers:
                 self._scorers[name] = SeedScorer(generator.checkpoint)
-        tail = shift_to_zero(Score(seed.notes[-SCORED_NOTES:], seed.bpm))
+        tail = shift_to_zero(Score(seed_score.notes[-SCORED_NOTES:], seed_score.bpm))
         return self._scorers[name].nll(np.asarray(generator.tokenizer.score_to_tokens(tail, add_eos=False)))
 
     def choose(self, request: GenerationRequest, seed: Seed | None = None) -> Generator:

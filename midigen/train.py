@@ -51,7 +51,7 @@ class Piece:
     notes: int
 
 
-def split_by_file(pieces: list[Piece], share: float, seed: int) -> tuple[list[Piece], list[Piece]]:
+def split_by_file(pieces: list[Piece], share: float, random_seed: int) -> tuple[list[Piece], list[Piece]]:
     """A seeded split by file; at least one validation file when there are two or more.
 
     A collection with a ``validation/`` folder (as ``midigen corpus`` writes) is split by that folder instead.
@@ -60,7 +60,7 @@ def split_by_file(pieces: list[Piece], share: float, seed: int) -> tuple[list[Pi
     if held_out:
         return [p for p in pieces if not p.name.startswith(f"{VALIDATION_FOLDER}/")], held_out
     order = sorted(pieces, key=lambda p: p.name)
-    random.Random(seed).shuffle(order)
+    random.Random(random_seed).shuffle(order)
     count = max(1, round(len(order) * share)) if len(order) > 1 else 0
     return order[count:], order[:count]
 

@@ -26,7 +26,7 @@ def main(out: str) -> None:
     model = MidiGRU(MODEL)
     config = TrainConfig(learning_rate=0.05, grad_clip=0.5)  # clipping is active at this learning rate
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    trainer = distributed.wrap(model, ranks, device, seed=0)
+    trainer = distributed.wrap(model, ranks, device, random_seed=0)
     block = torch.randint(1, MODEL.vocab_size, (GLOBAL_BATCH, LENGTH + 1), generator=torch.Generator().manual_seed(1))
     rows = torch.stack(distributed.shard(list(block), ranks))
     assert len(rows) == distributed.rank_batch_size(GLOBAL_BATCH, ranks)

@@ -147,12 +147,12 @@ def write_scales(folder: Path, count: int = 6) -> Path:
 # -- checkpoints ----------------------------------------------------------------
 
 
-def random_checkpoint(seed: int = 1234, hidden: int = 32, layers: int = 2, embedding: int = 16, config=None,
+def random_checkpoint(random_seed: int = 1234, hidden: int = 32, layers: int = 2, embedding: int = 16, config=None,
                       controls: int = 0):
     """(model, Checkpoint) of a randomly initialised MidiGRU over the default vocabulary
     (reading a control vector of ``controls`` values when it is not 0)."""
     tokenizer_config = config or TokenizerConfig()
-    torch.manual_seed(seed)
+    torch.manual_seed(random_seed)
     model_config = ModelConfig(len(Tokenizer(tokenizer_config).vocab), embedding, hidden, layers, dropout=0.0,
                                control_size=controls)
     model = MidiGRU(model_config).eval()
@@ -180,12 +180,12 @@ def _chord(tonic: int, mode, degree: int, octave: int) -> list[int]:
     return [octave + tonic + mode[(degree + step) % 7] + 12 * ((degree + step) // 7) for step in (0, 2, 4)]
 
 
-def performance_midi(tonic: int, minor: bool = False, bars: int = 24, seed: int = 0) -> pretty_midi.PrettyMIDI:
+def performance_midi(tonic: int, minor: bool = False, bars: int = 24, random_seed: int = 0) -> pretty_midi.PrettyMIDI:
     """A free-timing piano performance: rubato onsets off any grid, varied velocities, arpeggiated left hand,
     a right-hand melody on the scale, and the sustain pedal changed every bar (legato pedalling)."""
     import random
 
-    rng = random.Random(seed)
+    rng = random.Random(random_seed)
     mode = MINOR if minor else MAJOR
     midi = pretty_midi.PrettyMIDI(initial_tempo=72.0)
     piano = pretty_midi.Instrument(0)
@@ -210,11 +210,11 @@ def performance_midi(tonic: int, minor: bool = False, bars: int = 24, seed: int 
     return midi
 
 
-def pop_midi(tonic: int, minor: bool = False, bars: int = 16, seed: int = 0) -> pretty_midi.PrettyMIDI:
+def pop_midi(tonic: int, minor: bool = False, bars: int = 16, random_seed: int = 0) -> pretty_midi.PrettyMIDI:
     """A pop arrangement on a grid: drums, a bass line, block chords and a syncopated melody on four tracks."""
     import random
 
-    rng = random.Random(seed)
+    rng = random.Random(random_seed)
     mode = MINOR if minor else MAJOR
     midi = pretty_midi.PrettyMIDI(initial_tempo=104.0)
     beat = 60 / 104.0

@@ -32,11 +32,11 @@ def _note(events, channel: int, pitch: int, on: int, off: int, velocity: int, of
         events.append((off, 1, mido.Message("note_on", channel=channel, note=pitch, velocity=0)))
 
 
-def performance(seconds: float = 40.0, seed: int = 1, resolution: int = 960, bpm: float = 120.0) -> bytes:
+def performance(seconds: float = 40.0, random_seed: int = 1, resolution: int = 960, bpm: float = 120.0) -> bytes:
     """A recorded solo-piano performance (format 0): free timing, about 90 velocities, the sustain pedal
     pressed and lifted (with half-pedal values) every bar or two, the soft pedal now and then, and keys
     struck again while the pedal holds them."""
-    rng = random.Random(seed)
+    rng = random.Random(random_seed)
     ticks_per_second = resolution * bpm / 60
     events = [(0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))),
               (0, 0, mido.MetaMessage("time_signature", numerator=4, denominator=4)),
@@ -72,12 +72,12 @@ def performance(seconds: float = 40.0, seed: int = 1, resolution: int = 960, bpm
     return _save(file)
 
 
-def band(bars: int = 12, seed: int = 2, resolution: int = 480) -> bytes:
+def band(bars: int = 12, random_seed: int = 2, resolution: int = 480) -> bytes:
     """A pop arrangement (format 1): a conductor track with tempo, time-signature and key changes, nine
     instrument tracks on their own channels with programs (one changing mid-song), volume, pan,
     expression and modulation controllers, a sustain pedal on the piano, pitch bends, and drums on
     channel 10."""
-    rng = random.Random(seed)
+    rng = random.Random(random_seed)
     bar = 4 * resolution
     end = bars * bar
     conductor = [(0, 0, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(96))),
@@ -143,9 +143,9 @@ def read_strictly(data: bytes) -> pretty_midi.PrettyMIDI:
     return pretty_midi.PrettyMIDI(io.BytesIO(data))
 
 
-def long_piece(notes: int = 1400, seconds: float = 150.0, seed: int = 3) -> bytes:
+def long_piece(notes: int = 1400, seconds: float = 150.0, random_seed: int = 3) -> bytes:
     """Longer than the app primes the model with (1,000 notes / 90 s): a two-track piano piece with pedal."""
-    rng = random.Random(seed)
+    rng = random.Random(random_seed)
     resolution, bpm = 480, 100.0
     ticks_per_second = resolution * bpm / 60
     step = seconds / notes

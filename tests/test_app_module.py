@@ -85,7 +85,7 @@ def test_where_the_app_samples_here(shipped_generator):
     assert sample is None and "sampling on the CPU" in message
 
 
-def test_steps_make_swept_files_again(shipped_generator, tmp_path):
+def test_history_steps_make_swept_files_again(shipped_generator, tmp_path):
     """A result's files can be deleted by the sweep; Back, Forward and the keep-alive make them again."""
     import shutil
 
@@ -94,30 +94,30 @@ def test_steps_make_swept_files_again(shipped_generator, tmp_path):
     from midigen.studio import Studio
 
     studio = Studio(shipped_generator, output_root=tmp_path)
-    steps = app.Steps(studio)
+    handlers = app.HistorySteps(studio)
     with ThreadPoolExecutor(1) as workers:
         composer = app.Composer(studio, None, workers, 300.0)
         state = history.empty()
-        for seed in (21, 22):
-            outputs = composer.compose(None, {"seconds": 3, "random_seed": seed, "randomize": False, "variations": 2},
-                                       lambda fraction, message: None)
-            state = steps.remember(state, None, None, *(outputs[name] for name in app.OUTPUT_NAMES))
+        for random_seed in (21, 22):
+            outputs = composer.compose(None, {"seconds": 3, "random_seed": random_seed, "randomize": False,
+                                              "variations": 2}, lambda fraction, message: None)
+            state = handlers.remember(state, None, None, *(outputs[name] for name in app.OUTPUT_NAMES))
     first = history.shown(history.move(state, -1))
     shutil.rmtree(Path(first["outputs"]["midi_files"][0]).parent)  # the sweep takes the first result's files
 
-    back, seed, take, *shown = steps.go(-1)(state)
+    back, seed_file, take, *shown = handlers.go(-1)(state)
     named = dict(zip(app.OUTPUT_NAMES, shown, strict=True))
-    assert seed is None and take.visible
+    assert seed_file is None and take.visible
     assert [Path(p).read_bytes() for p in named["midi_files"]] == first["takes"]
     assert all(Path(named[f"audio_{i}"]).stat().st_size > 0 for i in (1, 2))
     assert named["piano_roll"] == first["outputs"]["piano_roll"]
     assert history.shown(back)["outputs"] == named
 
-    seed_path, keep_seed = steps.continue_from(back, 1)
+    seed_path, keep_seed = handlers.continue_from(back, 1)
     assert Path(seed_path).read_bytes() == first["takes"][1] and keep_seed is True
-    assert Path(steps.offer_first(back, 1)[0]).read_bytes() == first["takes"][1]
+    assert Path(handlers.offer_first(back, 1)[0]).read_bytes() == first["takes"][1]
 
     shutil.rmtree(Path(named["midi_files"][0]).parent)
-    fresh, *outputs = steps.keep_fresh(back)
+    fresh, *outputs = handlers.keep_fresh(back)
     assert Path(dict(zip(app.OUTPUT_NAMES, outputs, strict=True))["midi_files"][0]).exists()
-    assert all(isinstance(value, type(app.gr.skip())) for value in steps.keep_fresh(fresh))
+    assert all(isinstance(value, type(app.gr.skip())) for value in handlers.keep_fresh(fresh))

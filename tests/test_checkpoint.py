@@ -51,7 +51,7 @@ def test_save_load_round_trip(tmp_path, random_model):
 
 
 def test_model_from_checkpoint_is_ready_to_evaluate():
-    _, ck = random_checkpoint(seed=4)
+    _, ck = random_checkpoint(random_seed=4)
     ck.model_config = ModelConfig(**{**ck.model_config.to_dict(), "dropout": 0.5})
     model = MidiGRU.from_checkpoint(ck)
     tokens = torch.tensor([[1, 5, 100, 200, 3, 150, 250]])
@@ -185,7 +185,7 @@ def test_copied_checkpoint_loads_anywhere(tmp_path, saved):
 
 
 def test_other_sizes_round_trip(tmp_path):
-    _, ck = random_checkpoint(seed=3, hidden=8, layers=3, embedding=4,
+    _, ck = random_checkpoint(random_seed=3, hidden=8, layers=3, embedding=4,
                               config=TokenizerConfig(steps_per_beat=4, max_shift=8, max_duration=16))
     checkpoint.save(ck, tmp_path / "small")
     loaded = checkpoint.load(tmp_path / "small")

@@ -220,7 +220,7 @@ def test_a_character_is_a_training_piece_moved_to_another_key():
 
 @pytest.fixture(scope="module")
 def controlled():
-    model, ck = random_checkpoint(seed=7, controls=CONTROL_SIZE)
+    model, ck = random_checkpoint(random_seed=7, controls=CONTROL_SIZE)
     with torch.no_grad():  # random projections are small: make the control matter
         model.control.weight.mul_(20)
     ck.tensors = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
@@ -271,21 +271,21 @@ def test_generator_turns_choices_into_controls(controlled, tmp_path):
     ck.info = {"controls": ControlLevels().to_dict()}
     checkpoint.save(ck, tmp_path / "controlled")
     generator = Generator(tmp_path / "controlled", "cpu")
-    seed = scale_score(2, bars=2, octave=48, velocity=40)
-    auto = generator.controls(GenerationRequest(), seed)
-    measured = Controls.of_score(seed, 12)
+    seed_score = scale_score(2, bars=2, octave=48, velocity=40)
+    auto = generator.controls(GenerationRequest(), seed_score)
+    measured = Controls.of_score(seed_score, 12)
     assert auto.replace(profile=None) == measured.replace(profile=None)
     # the key is the seed's, estimated, given as the clear profile of that key
     d_major = Controls(ControlLevels().key_profile("D major"))
     assert auto.profile == d_major.profile and auto.key_strength == 1
-    named = generator.controls(GenerationRequest(key="D major"), seed)
+    named = generator.controls(GenerationRequest(key="D major"), seed_score)
     assert named.profile == d_major.profile and named.key_strength == KEY_STRENGTH > 1
     assert np.allclose(named.vector()[:12], KEY_STRENGTH * d_major.vector()[:12])
     assert estimate_key(np.asarray(auto.profile)) == estimate_key(np.asarray(measured.profile)) == 2
-    chosen = generator.controls(GenerationRequest(key="F# minor", density="dense"), seed)
+    chosen = generator.controls(GenerationRequest(key="F# minor", density="dense"), seed_score)
     assert estimate_key(np.asarray(chosen.profile)) == key_index("F# minor")
     assert chosen.notes_per_beat == ControlLevels().density[-1] and chosen.mean_pitch == auto.mean_pitch
-    assert generator.controls(GenerationRequest(key="free"), seed).profile is None
+    assert generator.controls(GenerationRequest(key="free"), seed_score).profile is None
     assert generator.controls(GenerationRequest(), Score([])) == Controls()
     # from scratch: a training piece's character (none kept here), with the key and density named
     assert generator.character(GenerationRequest(), 3) == Controls()
@@ -332,9 +332,9 @@ def test_shipped_weights_write_in_the_key_asked_for(shipped_generator):
 
 
 def test_shipped_weights_continue_in_the_seed_key(shipped_generator):
-    seed = scale_score(2, bars=6)  # D major
+    seed_score = scale_score(2, bars=6)  # D major
     request = GenerationRequest(notes=150, seconds=None, random_seed=5, variations=4, continuation_only=True)
-    results = shipped_generator.continue_score(request, seed)
+    results = shipped_generator.continue_score(request, seed_score)
     keys = [estimate_key(duration_profile([n.pitch for n in r.continuation.notes],
                                           [n.duration for n in r.continuation.notes])) for r in results]
     assert sum(k == key_index("D major") for k in keys) >= 3, keys
@@ -358,6 +358,6 @@ def test_shipped_weights_from_scratch_keep_the_character_drawn(shipped_generator
 
 
 def test_continuations_hold_the_seeds_loudness(shipped_generator):
-    seed = scale_score(2, bars=2, velocity=40)
-    assert shipped_generator.held_loudness(shipped_generator.controls(GenerationRequest(), seed)) == 2
+    seed_score = scale_score(2, bars=2, velocity=40)
+    assert shipped_generator.held_loudness(shipped_generator.controls(GenerationRequest(), seed_score)) == 2
     assert shipped_generator.held_loudness(None) is None  # weights without controls

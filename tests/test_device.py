@@ -90,11 +90,11 @@ class Recorder:
 
     def __call__(self, duration):
         def decorate(task):
-            def call(request, seed_midi):
-                self.asked.append(duration(request, seed_midi))
+            def call(request, seed):
+                self.asked.append(duration(request, seed))
                 if self.refuse:
                     raise RuntimeError("You have exceeded your GPU quota (60s requested vs. 0s left).")
-                return spaces.GPU(duration=duration)(task)(request, seed_midi)
+                return spaces.GPU(duration=duration)(task)(request, seed)
 
             return call
 

@@ -271,7 +271,7 @@ def test_generator_notes_variations_and_reproducibility(shipped_generator):
     assert len(results) == 3
     for r in results:
         assert len(r.continuation.notes) == 25
-        assert r.seed.notes == [] and r.random_seed == 42
+        assert r.seed_score.notes == [] and r.random_seed == 42
         assert len([n for i in r.midi.instruments for n in i.notes]) == 25
         assert r.seconds == pytest.approx(r.midi.get_end_time())
     assert [r.tokens for r in shipped_generator.generate(request)] == [r.tokens for r in results]
@@ -303,7 +303,7 @@ def test_generator_program_bpm_and_seed(shipped_generator):
     seed.instruments.append(piano)
     request = GenerationRequest(notes=10, seconds=None, random_seed=3, program=40, bpm=80.0)
     (r,) = shipped_generator.generate(request, seed)
-    assert [(n.pitch, n.start) for n in r.seed.notes] == [(60, 0), (62, 12), (64, 24), (65, 36)]
+    assert [(n.pitch, n.start) for n in r.seed_score.notes] == [(60, 0), (62, 12), (64, 24), (65, 36)]
     assert len(r.continuation.notes) == 10
     assert all(n.start >= 36 for n in r.continuation.notes)
     # the seed stays as it was (program 0, 150 BPM); the new music is a track of its own at the seed's tempo

@@ -111,8 +111,8 @@ def test_steering_brings_register_and_density_to_the_target(shipped_generator, m
     def error(gain):
         monkeypatch.setattr(phrases, "GAIN", gain)
         errors = []
-        for seed in range(8):
-            notes = TokenNotes.of(np.asarray(write(shipped_generator, target, notes=150, random_seed=seed)),
+        for random_seed in range(8):
+            notes = TokenNotes.of(np.asarray(write(shipped_generator, target, notes=150, random_seed=random_seed)),
                                   shipped_generator.tokenizer)
             made = notes.controls(0, 10**9, 12)
             errors.append((abs(made.mean_pitch - 76.0), abs(np.log2(made.notes_per_beat / 1.5))))

@@ -90,8 +90,8 @@ def test_a_take_that_cannot_sound_is_named_on_the_page(shipped_generator, fluidr
     seed = tmp_path / "pop.mid"
     high_seed.write(str(seed))
 
-    def written_for_timgm6mb(request, seed_file):
-        return shipped_generator.generate(replace(request, soundfont="timgm6mb"), seed_file), []
+    def written_for_timgm6mb(request, seed):
+        return shipped_generator.generate(replace(request, soundfont="timgm6mb"), seed), []
 
     studio = Studio(shipped_generator, output_root=tmp_path / "outputs")
     composition = studio.compose(seed, replace(HIGH, variations=2), written_for_timgm6mb)
@@ -120,8 +120,8 @@ def test_the_page_warns_before_the_first_take_streams(shipped_generator, fluidr3
     warned = []
     monkeypatch.setattr(app.gr, "Warning", warned.append)
 
-    def written_for_timgm6mb(request, seed_file):
-        return shipped_generator.generate(replace(request, soundfont="timgm6mb"), seed_file), []
+    def written_for_timgm6mb(request, seed):
+        return shipped_generator.generate(replace(request, soundfont="timgm6mb"), seed), []
 
     values = {"seconds": 8, "random_seed": 3, "randomize": False, "program": CONTRABASS, "soundfont": "fluidr3"}
     with ThreadPoolExecutor(1) as workers:

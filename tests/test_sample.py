@@ -189,7 +189,7 @@ def test_continuation_keeps_the_prompt_chord_ascending(random_model):
 def scaled_random_model(layers: int):
     """A random GRU with weights scaled up, so agreement is not won by near-zero activations:
     (the torch network as the samplers see it, float16 matrices included; its checkpoint)."""
-    _, ck = random_checkpoint(seed=10 + layers, hidden=24, layers=layers, embedding=12)
+    _, ck = random_checkpoint(random_seed=10 + layers, hidden=24, layers=layers, embedding=12)
     ck.tensors = {name: 3.0 * value for name, value in ck.tensors.items()}
     return TorchSampler(ck, TOKENIZER, "cpu").model, ck
 
@@ -274,7 +274,7 @@ def test_rows_split_across_threads_match_one_thread(random_model):
 def safe_checkpoint():
     """A random model that never changes velocity, so it cannot reach the dead end of
     test_no_dead_end_after_the_top_key (VELOCITY after a chord topped by the highest key)."""
-    _, ck = random_checkpoint(seed=77)
+    _, ck = random_checkpoint(random_seed=77)
     ck.tensors["head.bias"] = ck.tensors["head.bias"].copy()
     ck.tensors["head.bias"][RANGES["VELOCITY"].start : RANGES["VELOCITY"].stop] -= 60.0
     return ck
@@ -341,9 +341,9 @@ def test_torch_sampler_matches_numba(safe_checkpoint):
     torch_sampler = TorchSampler(safe_checkpoint, TOKENIZER, "cpu")
     s = SamplingSettings(temperature=1.0, top_p=0.95, max_notes=10**6, max_tokens=120)
     agree = total = 0
-    for seed in (0, 1, 2):
-        a = numba_sampler.sample(PROMPT, s, 3, seed)
-        b = torch_sampler.sample(PROMPT, s, 3, seed)
+    for random_seed in (0, 1, 2):
+        a = numba_sampler.sample(PROMPT, s, 3, random_seed)
+        b = torch_sampler.sample(PROMPT, s, 3, random_seed)
         for x, y in zip(a, b, strict=True):
             assert x[:50] == y[:50]
             agree += sum(i == j for i, j in zip(x, y, strict=False))
@@ -366,7 +366,7 @@ def test_torch_sampler_stopping_rules(safe_checkpoint):
 @pytest.fixture(scope="module")
 def top_key_checkpoint():
     """A random GRU whose head favours the top key and velocity changes (a real, if odd, model)."""
-    _, ck = random_checkpoint(seed=5)
+    _, ck = random_checkpoint(random_seed=5)
     bias = ck.tensors["head.bias"].copy()
     bias[RANGES["PITCH"][-1]] += 12.0
     bias[RANGES["VELOCITY"].start : RANGES["VELOCITY"].stop] += 8.0
@@ -428,8 +428,8 @@ def test_states_are_those_after_the_prompt_and_each_row(safe_checkpoint):
     s = SamplingSettings(max_notes=4, max_steps=80, max_tokens=10)
     for sampler in samplers(safe_checkpoint):
         reasons = set()
-        for seed in (3, 4):
-            rows, states = sampler.sample_states(PROMPT, s, 6, seed)
+        for random_seed in (3, 4):
+            rows, states = sampler.sample_states(PROMPT, s, 6, random_seed)
             assert states.shape == (6, 2, 32) and states.dtype == np.float32
             assert len({len(row) for row in rows}) > 1
             for row, state in zip(rows, states, strict=True):
@@ -473,11 +473,11 @@ def test_torch_sampler_matches_numba_from_a_state(safe_checkpoint):
     s = SamplingSettings(temperature=1.0, top_p=0.95, max_notes=10**6, max_tokens=80)
     (a,), (state,) = numba_sampler.sample_states(PROMPT, SamplingSettings(max_notes=5), 1, 1)
     np.testing.assert_allclose(torch_sampler.advance(None, PROMPT + a), state, atol=1e-4)
-    for seed in (0, 1):
-        x = numba_sampler.sample(PROMPT + a, s, 3, seed, state=state)
-        y = torch_sampler.sample(PROMPT + a, s, 3, seed, state=state)
+    for random_seed in (0, 1):
+        x = numba_sampler.sample(PROMPT + a, s, 3, random_seed, state=state)
+        y = torch_sampler.sample(PROMPT + a, s, 3, random_seed, state=state)
         assert [row[:50] for row in x] == [row[:50] for row in y]
-        assert x != numba_sampler.sample(PROMPT + a, s, 3, seed, state=np.zeros_like(state))  # the state is read
+        assert x != numba_sampler.sample(PROMPT + a, s, 3, random_seed, state=np.zeros_like(state))  # the state is read
 
 
 def test_advance_in_two_parts_is_advance_in_one(random_model):
@@ -525,11 +525,11 @@ def test_torch_sampler_matches_numba_with_a_bias(safe_checkpoint):
     numba_sampler, torch_sampler = samplers(safe_checkpoint)
     s = SamplingSettings(temperature=1.0, top_p=0.95, max_notes=10**6, max_tokens=80)
     bias = np.random.default_rng(3).normal(0.0, 2.0, len(V)).astype(np.float32)
-    for seed in (0, 1):
-        x = numba_sampler.sample(PROMPT, s, 3, seed, bias=bias)
-        y = torch_sampler.sample(PROMPT, s, 3, seed, bias=bias)
+    for random_seed in (0, 1):
+        x = numba_sampler.sample(PROMPT, s, 3, random_seed, bias=bias)
+        y = torch_sampler.sample(PROMPT, s, 3, random_seed, bias=bias)
         assert [row[:50] for row in x] == [row[:50] for row in y]
-        assert x != numba_sampler.sample(PROMPT, s, 3, seed)
+        assert x != numba_sampler.sample(PROMPT, s, 3, random_seed)
 
 
 def test_a_bias_or_state_of_the_wrong_shape_is_refused(random_model):

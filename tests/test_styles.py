@@ -37,7 +37,7 @@ def test_an_unknown_style_is_refused_with_the_choices():
 def test_a_collection_s_validation_folder_is_its_split():
     pieces = [Piece(name, np.zeros(3, dtype=np.int64), 1) for name in
               ("train/a.mid", "train/b.mid", "validation/c.mid", "train/d.mid", "validation/e.mid")]
-    train, valid = split_by_file(pieces, 0.5, seed=7)
+    train, valid = split_by_file(pieces, 0.5, random_seed=7)
     assert [p.name for p in valid] == ["validation/c.mid", "validation/e.mid"]
     assert [p.name for p in train] == ["train/a.mid", "train/b.mid", "train/d.mid"]
 
@@ -132,5 +132,5 @@ def test_auto_from_scratch_is_game_piano_and_with_a_seed_names_its_choice(book, 
 
 
 def test_auto_sends_piano_performances_and_pop_arrangements_to_game_piano(book):
-    for midi in (performance_midi(2), performance_midi(9, minor=True, seed=3), pop_midi(5, minor=True)):
+    for midi in (performance_midi(2), performance_midi(9, minor=True, random_seed=3), pop_midi(5, minor=True)):
         assert book.pick(book.tokenizer.midi_to_score(Seed.from_midi(midi).primed)) == "game-piano"

@@ -171,15 +171,15 @@ def pieces(count: int) -> list[Piece]:
 @pytest.mark.parametrize("share", [0.1, 0.5])
 def test_split_by_file_is_deterministic_and_disjoint(count, share):
     all_pieces = pieces(count)
-    train_set, valid_set = split_by_file(all_pieces, share, seed=4)
+    train_set, valid_set = split_by_file(all_pieces, share, random_seed=4)
     names = lambda ps: [p.name for p in ps]  # noqa: E731
-    again = split_by_file(list(reversed(all_pieces)), share, seed=4)  # input order does not matter
+    again = split_by_file(list(reversed(all_pieces)), share, random_seed=4)  # input order does not matter
     assert (names(train_set), names(valid_set)) == (names(again[0]), names(again[1]))
     assert not set(names(train_set)) & set(names(valid_set))
     assert sorted(names(train_set) + names(valid_set)) == names(all_pieces)
     assert len(valid_set) == (0 if count == 1 else max(1, round(count * share)))
     if count >= 7:
-        other = split_by_file(all_pieces, share, seed=5)
+        other = split_by_file(all_pieces, share, random_seed=5)
         assert names(other[1]) != names(valid_set) or names(other[0]) != names(train_set)
 
 

@@ -61,19 +61,19 @@ SCALE = (60, 62, 64, 65, 67, 69, 71, 72)
 TEST_SETTINGS = {**defaults(), "temperature": 1.0, "seconds": 8, "random_seed": 1234, "randomize": False}
 
 
-def call_generate(client, seed=None, **settings) -> dict:
+def call_generate(client, seed_file=None, **settings) -> dict:
     """``/generate`` through gradio_client with keyword arguments; the outputs by name (``app.OUTPUT_NAMES``)."""
     unknown = set(settings) - set(NAMES)
     assert not unknown, f"not settings: {unknown}"
-    upload = handle_file(str(seed)) if seed is not None else None
+    upload = handle_file(str(seed_file)) if seed_file is not None else None
     result = client.predict(**{SEED_INPUT: upload}, **{**TEST_SETTINGS, **settings}, api_name="/generate")
     return dict(zip(OUTPUT_NAMES, result, strict=True))
 
 
-def api_values(seed=None, **settings) -> list:
+def api_values(seed_file=None, **settings) -> list:
     """The positional ``data`` list of Gradio's plain HTTP API, in the API's parameter order."""
     values = {**TEST_SETTINGS, **settings}
-    return [seed, *(values[name] for name in NAMES)]
+    return [seed_file, *(values[name] for name in NAMES)]
 
 
 def named(data: list) -> dict:
