@@ -7,7 +7,9 @@ scratch Auto is ``styles.DEFAULT``.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from .splice import Seed
 from .tokenizer import Score
 
 SCORED_NOTES = 120  # the seed's last notes that Auto weighs: enough to tell the styles apart, ~10 ms a model
+PICKS_KEPT = 256  # Auto's latest picks, by seed: the same seed again (more takes, Regenerate) is not scored again
 
 
 class StyleBook:
@@ -41,6 +44,7 @@ class StyleBook:
         self._cpu_book = cpu_book  # a book on another device shares its loaded weights
         self._generators: dict[str, Generator] = {}
         self._scorers: dict[str, SeedScorer] = {}
+        self._picks: OrderedDict[bytes, str] = OrderedDict()  # by ``tail_key``, oldest first
         self._lock = threading.Lock()
 
     @classmethod
@@ -89,7 +93,17 @@ class StyleBook:
         """The style whose model finds ``seed_score`` likeliest; ``styles.DEFAULT`` for an empty seed."""
         if not seed_score.notes or len(self.names) == 1:
             return self.default
-        return min(self.names, key=lambda name: self.seed_nll(name, seed_score))
+        key = tail_key(seed_score)
+        with self._lock:
+            if key in self._picks:
+                self._picks.move_to_end(key)
+                return self._picks[key]
+        chosen = min(self.names, key=lambda name: self.seed_nll(name, seed_score))
+        with self._lock:
+            self._picks[key] = chosen
+            while len(self._picks) > PICKS_KEPT:
+                self._picks.popitem(last=False)
+        return chosen
 
     def seed_nll(self, name: str, seed_score: Score) -> float:
         """Negative log-likelihood per token of the last ``SCORED_NOTES`` notes of ``seed_score`` under style
@@ -113,6 +127,13 @@ class StyleBook:
         """``Generator.generate`` in the style ``choose`` gives; each piece names its style."""
         generator = self.choose(request, seed)
         return generator.generate(replace(request, style=generator.style.name), seed)
+
+
+def tail_key(seed_score: Score) -> bytes:
+    """A digest of the notes Auto weighs in ``seed_score`` (its last ``SCORED_NOTES``) and its tempo."""
+    notes = np.array([(n.pitch, n.start, n.duration, n.velocity) for n in seed_score.notes[-SCORED_NOTES:]],
+                     dtype=np.int64)
+    return hashlib.blake2b(notes.tobytes() + np.float64(seed_score.bpm).tobytes(), digest_size=16).digest()
 
 
 class SeedScorer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -134,3 +135,16 @@ def test_auto_from_scratch_is_game_piano_and_with_a_seed_names_its_choice(book, 
 def test_auto_sends_piano_performances_and_pop_arrangements_to_game_piano(book):
     for midi in (performance_midi(2), performance_midi(9, minor=True, random_seed=3), pop_midi(5, minor=True)):
         assert book.pick(book.tokenizer.midi_to_score(Seed.from_midi(midi).primed)) == "game-piano"
+
+
+def test_auto_scores_a_seed_once_and_picks_the_same_style_when_it_comes_again(book, monkeypatch):
+    scored = []
+    score_seed = book.seed_nll
+    monkeypatch.setattr(book, "seed_nll", lambda name, seed_score: scored.append(name) or score_seed(name, seed_score))
+    seed = Score([replace(note, pitch=note.pitch + 2) for note in jig_seed().notes], 112.0)  # in E: no test's seed
+    first = book.pick(seed)
+    assert sorted(scored) == sorted(book.names)
+    assert book.pick(Score(list(seed.notes), seed.bpm)) == first == "folk"
+    assert len(scored) == len(book.names)
+    book.pick(Score([replace(note, velocity=60) for note in seed.notes], seed.bpm))  # played softer: a new seed
+    assert len(scored) == 2 * len(book.names)
