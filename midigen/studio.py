@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pretty_midi
 
-from . import pianoroll, ranges, soundfonts
+from . import heap, pianoroll, ranges, soundfonts
 from .generate import Generated, GenerationRequest, Generator
 from .midi_io import MidiLimits, parse_midi, read_midi, trim_to_last
 from .render import PCM_MAX, SAMPLE_RATE, TAIL_SECONDS, RenderUnavailable, get_renderer, write_audio
@@ -195,7 +195,8 @@ class Studio:
             return [job.result() for job in encoded], levels
 
     def sweep(self) -> None:
-        """Remove request folders older than ``output_max_age_s``."""
+        """Remove request folders older than ``output_max_age_s``; now and then, give freed memory back
+        (``heap``)."""
         cutoff = time.time() - self.limits.output_max_age_s
         for folder in self.output_root.glob("request-*"):
             try:
@@ -203,6 +204,7 @@ class Studio:
                     shutil.rmtree(folder, ignore_errors=True)
             except FileNotFoundError:
                 continue
+        heap.release_free_memory()
 
     def new_folder(self) -> Path:
         """A fresh request folder (swept like the others)."""
