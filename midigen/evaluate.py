@@ -127,9 +127,9 @@ def continuation_scores(generator: Generator, real, seed_lengths=SEED_LENGTHS, n
         same_key, real_same_key, drones, real_drones = [], [], [], []
         for i, (_, score) in enumerate(cases):
             seed_score = prefix(score, 0, length)
-            settings = GenerationRequest(notes=notes, seconds=None, variations=seeds_per_piece,
-                                         random_seed=random_seed + i, continuation_only=True, **request)
-            for result in generator.continue_score(settings, seed_score):
+            asked = GenerationRequest(notes=notes, seconds=None, variations=seeds_per_piece,
+                                      random_seed=random_seed + i, continuation_only=True, **request)
+            for result in generator.continue_score(asked, seed_score):
                 if result.continuation.notes:
                     made = Character.of(result.continuation, spb)
                     found["generated"].append(distances(seeds[i], made))
@@ -183,8 +183,8 @@ def key_control(generator: Generator, keys, seconds: float = 30.0, random_seed: 
     """Share of pieces of ``seconds`` from scratch, one per key asked for, estimated in that key."""
     hits = []
     for i, key in enumerate(keys):
-        settings = GenerationRequest(seconds=seconds, key=key, random_seed=random_seed + i, **request)
-        (result,) = generator.generate(settings)
+        asked = GenerationRequest(seconds=seconds, key=key, random_seed=random_seed + i, **request)
+        (result,) = generator.generate(asked)
         notes = result.continuation
         hits.append(bool(notes.notes) and estimate_key(score_profile(notes)) == key_index(key))
     return float(np.mean(hits))
@@ -196,10 +196,10 @@ def density_control(generator: Generator, pieces: int = 4, seconds: float = 30.0
     spb = generator.tokenizer.config.steps_per_beat
     found = {}
     for level in DENSITY_LEVELS:
-        settings = GenerationRequest(seconds=seconds, density=level, random_seed=random_seed, variations=pieces,
-                                     **request)
+        asked = GenerationRequest(seconds=seconds, density=level, random_seed=random_seed, variations=pieces,
+                                  **request)
         found[level] = float(np.mean([notes_per_beat([n.start for n in r.continuation.notes], spb)
-                                      for r in generator.generate(settings)]))
+                                      for r in generator.generate(asked)]))
     return found
 
 

@@ -232,16 +232,16 @@ class Generator:
         bpm = seed.bpm if kept else seed_score.bpm  # the tempo the new music plays at
         # a kept seed's tempo map goes on after its last note: the seconds asked are counted under it
         steps = seed.steps_after(request.seconds, tok.config.steps_per_beat) if kept and request.seconds else None
-        settings = self._settings(request, position, bpm, steps)
+        sampling = self._sampling(request, position, bpm, steps)
         sounding = tok.level_velocities(seed_score)  # how loud each level plays: as the seed played it
         target = self.controls(request, seed_score)  # also refuses a key or density the weights cannot take
         if seed_score.notes or not self.checkpoint.model_config.control_size:
             writer = self.continuation_writer(request, target, sounding)
             rows = self._each_variation(request.variations,
-                                        lambda row: writer.write(prompt, settings, random_seed + row, position))
+                                        lambda row: writer.write(prompt, sampling, random_seed + row, position))
         else:
             rows = self._each_variation(request.variations, lambda row: self._from_scratch(
-                request, prompt, settings, random_seed + 1 + row))
+                request, prompt, sampling, random_seed + 1 + row))
         results = []
         for tokens in rows:
             full = tok.tokens_to_score(prompt + tokens, bpm=seed_score.bpm, velocities=sounding)
@@ -314,11 +314,11 @@ class Generator:
         key = self.held_key(target) if request.key != "auto" else None
         return self.steered(PhraseWriter(self.sampler, target, request.repetition, key), request), opening
 
-    def _from_scratch(self, request: GenerationRequest, prompt: list[int], settings: SamplingSettings,
+    def _from_scratch(self, request: GenerationRequest, prompt: list[int], sampling: SamplingSettings,
                       random_seed: int) -> list[int]:
         """A piece from scratch, written like a continuation (``scratch_writer``)."""
         writer, opening = self.scratch_writer(request, random_seed)
-        rest = replace(settings, max_tokens=max(settings.max_tokens - len(opening), 1))
+        rest = replace(sampling, max_tokens=max(sampling.max_tokens - len(opening), 1))
         return opening + writer.write(prompt + opening, rest, random_seed, 0)
 
     @staticmethod
@@ -349,7 +349,7 @@ class Generator:
         kind, level = self.tokenizer.vocab.decode(tokens[0]) if tokens else ("", 0)
         return self.tokenizer.bin_tempo(level) if kind == "TEMPO" else DEFAULT_BPM
 
-    def _settings(self, request: GenerationRequest, position: int, bpm: float,
+    def _sampling(self, request: GenerationRequest, position: int, bpm: float,
                   steps: int | None = None) -> SamplingSettings:
         """Sampling limits for ``request`` after grid step ``position``: its notes, or its seconds as grid steps at
         ``bpm`` (or ``steps``, counted under a tempo map)."""
