@@ -3,7 +3,7 @@ app:  ## set up and start the web app
 	bash scripts/app.sh
 test:  ## set up, lint and run all tests
 	bash scripts/test.sh
-test-fast:  ## lint, then the tests without servers or browsers (the quick loop while working; CI runs all)
+test-fast:  ## lint, then the tests that start no server, browser or torchrun (the quick loop while working; CI runs all)
 	.venv/bin/ruff check . && .venv/bin/python -m pytest -m "not slow" -q
 lint:
 	.venv/bin/ruff check .

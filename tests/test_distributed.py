@@ -45,6 +45,7 @@ def two_process_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_two_processes_train_a_model_that_loads_and_generates(two_process_run):
     out, result = two_process_run
     meta = checkpoint.load(out).info
@@ -56,6 +57,7 @@ def test_two_processes_train_a_model_that_loads_and_generates(two_process_run):
     assert len(piece.continuation.notes) == 40
 
 
+@pytest.mark.slow
 def test_only_rank_zero_logs_and_validation_covers_every_held_out_file(two_process_run):
     out, result = two_process_run
     logged = result.stdout + result.stderr
@@ -67,6 +69,7 @@ def test_only_rank_zero_logs_and_validation_covers_every_held_out_file(two_proce
     assert meta["validation"]["tokens"] == sum(len(pieces[name]) - 1 for name in held_out)
 
 
+@pytest.mark.slow
 def test_resume_with_another_number_of_processes(two_process_run, tmp_path):
     out, _ = two_process_run
     copy = tmp_path / "model"
@@ -81,6 +84,7 @@ def test_resume_with_another_number_of_processes(two_process_run, tmp_path):
     assert after["epoch"] == 5 and after["history"][:4] == before["history"]
 
 
+@pytest.mark.slow
 def test_one_step_on_two_processes_equals_one_step_on_one(tmp_path):
     distributed_step.main(str(tmp_path / "one.safetensors"))  # one plain process, not started by torchrun
     result = torchrun(2, str(ROOT / "tests" / "distributed_step.py"), str(tmp_path / "two.safetensors"))

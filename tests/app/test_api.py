@@ -33,7 +33,7 @@ from seed_pieces import band, contents, missing
 from app import OUTPUT_NAMES
 from midigen.settings import setting
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 MAX_VARIATIONS = setting("variations").high
 AUDIO = [f"audio_{i}" for i in range(1, MAX_VARIATIONS + 1)]

@@ -14,7 +14,7 @@ from app_testkit import assert_clear_message, write_seed
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 PHRASE = [{"pitch": p, "velocity": 80, "start": 0.5 * i, "end": 0.5 * i + 0.45} for i, p in enumerate((60, 64, 67, 72))]
 
