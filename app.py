@@ -498,7 +498,7 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
         with tabs, gr.Tab("Compose", id="compose"), gr.Row(equal_height=False):
             with gr.Column(scale=1, min_width=300):
                 seed_file = seed_input()
-                gr.Examples([[str(p)] for p in examples], inputs=[seed_file], label="Example seeds")
+                example_seeds = gr.Examples([[str(p)] for p in examples], inputs=[seed_file], label="Example seeds")
                 widgets = setting_widgets(sorted((s for s in SETTINGS if not s.advanced),
                                                  key=lambda s: not s.first_on_page))
                 with gr.Accordion("Advanced", open=False):
@@ -547,6 +547,11 @@ def build_demo(composer: Composer, examples: list[Path], notice: str = "") -> gr
             return after(with_parameters(start, (SEED_INPUT, *NAMES)), inputs, [pending, live], show_progress="minimal",
                          **private).success(finish, [pending], outputs, **private)
 
+        # An example seed loads through the server: until it is in, Generate would write from scratch. (On `select`:
+        # the page runs a trigger's events one after another, and the loading is the first on `click`.)
+        starters = [generate_button, endless_button]
+        example_seeds.dataset.select(None, None, starters, js=interactive_js(False, len(starters)), **private)
+        example_seeds.load_input_event.then(None, None, starters, js=interactive_js(True, len(starters)), **private)
         generated = streamed(generate_button)
         continued = streamed(continue_button.click(handlers.continue_from, [history_state, take],
                                                    [seed_file, widgets["keep_seed"]], **private))
@@ -595,6 +600,12 @@ DUET_SETTINGS_JS = (f"(...values) => {{ window.midigenDuetSettings = Object.from
                     " window.dispatchEvent(new Event('midigen-duet-settings')); }")
 NEW_RANDOM_SEED = -1  # the /duet API's random_seed that asks for a new one
 DUET_RECORD_JS = "() => window.midigenDuet ? JSON.stringify(window.midigenDuet.record()) : ''"
+
+
+def interactive_js(interactive: bool, count: int) -> str:
+    """A page-only event's code that makes its ``count`` output buttons clickable or not."""
+    update = json.dumps({"__type__": "update", "interactive": interactive})
+    return f"() => [{', '.join([update] * count)}]"
 
 
 def duet_template() -> str:

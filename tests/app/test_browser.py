@@ -195,6 +195,18 @@ def test_generate_from_a_seed_plays_and_downloads(page, midigen_app, seed_files,
     screenshot(page, "desktop-result")
 
 
+def test_an_example_seed_is_continued_even_when_generate_follows_at_once(page):
+    """The example loads through the server (slowed here to 600 ms a request): Generate waits for it."""
+    network = page.context.new_cdp_session(page)
+    network.send("Network.enable")
+    network.send("Network.emulateNetworkConditions",
+                 {"offline": False, "latency": 600, "downloadThroughput": -1, "uploadThroughput": -1})
+    page.get_by_text("ode-to-joy.mid").first.click()
+    click(page, "Generate")
+    summary = wait_for_summary(page)
+    assert "seed notes" in summary, summary
+
+
 def test_phone_width_has_no_horizontal_overflow(browser, midigen_app, screenshot):
     page = open_page(browser, midigen_app.url, viewport={"width": 390, "height": 844}, is_mobile=True,
                      has_touch=True, device_scale_factor=2)
