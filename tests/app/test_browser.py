@@ -207,6 +207,25 @@ def test_an_example_seed_is_continued_even_when_generate_follows_at_once(page):
     assert "seed notes" in summary, summary
 
 
+def test_a_request_waiting_for_a_worker_shows_its_place_in_the_queue(browser, midigen_app):
+    """Two workers (``MIDIGEN_CONCURRENCY=2``) busy with long requests: the third page says where it waits."""
+    pages = [open_page(browser, midigen_app.url, viewport={"width": 1280, "height": 900}) for _ in range(3)]
+    try:
+        for page in pages:
+            for label, value in (("Length (seconds)", "60"), ("Variations", "4")):
+                box = page.get_by_label(f"number input for {label}")
+                box.fill(value)
+                box.press("Enter")
+        for page in pages:
+            click(page, "Generate")
+        pages[-1].wait_for_function("() => /queue: \\d+\\/\\d+/.test(document.body.innerText)")
+        for page in pages:
+            wait_for_summary(page)
+    finally:
+        for page in pages:
+            page.context.close()
+
+
 def test_phone_width_has_no_horizontal_overflow(browser, midigen_app, screenshot):
     page = open_page(browser, midigen_app.url, viewport={"width": 390, "height": 844}, is_mobile=True,
                      has_touch=True, device_scale_factor=2)
