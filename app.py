@@ -28,7 +28,7 @@ from gradio.data_classes import FileData
 from gradio.utils import NamedString
 from gradio_client import utils as client_utils
 
-from midigen import duet, history, share
+from midigen import duet, heap, history, share
 from midigen.generate import GenerationRequest
 from midigen.live import EndlessLive, LiveHub, PieceStream
 from midigen.render import RenderUnavailable
@@ -726,6 +726,11 @@ def main() -> None:
     from midigen.render import audio_available
     from midigen.style_choice import StyleBook
 
+    heap.limit_arenas()  # before the server's threads start
+    # Gradio sums up its last 10,000 events with pandas after every event (4-14 ms of CPU each) for a
+    # dashboard this app does not use: its last 1,000, every 1,000 events, are plenty.
+    os.environ.setdefault("GRADIO_ANALYTICS_CACHE_FREQUENCY", "1000")
+    os.environ.setdefault("GRADIO_ANALYTICS_MAX_EVENTS", "1000")
     logging.basicConfig(format="%(name)s: %(message)s")
     logging.getLogger("midigen").setLevel(logging.INFO)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +42,8 @@ def test_at_most_once_per_interval():
     heap.release_free_memory(interval_s=0)
     assert not heap.release_free_memory(interval_s=3600)
     assert heap.release_free_memory(interval_s=0)
+
+
+@pytest.mark.skipif(heap._mallopt is None, reason="needs glibc")
+def test_the_arenas_can_be_capped():
+    assert heap.limit_arenas(8 * (os.cpu_count() or 1))  # glibc's own default cap: nothing changes for the tests
