@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
@@ -33,7 +34,7 @@ from midigen.generate import GenerationRequest
 from midigen.live import EndlessLive, LiveHub, PieceStream
 from midigen.render import RenderUnavailable
 from midigen.settings import NAMES, SETTINGS, Setting, UserError, clean_settings, setting
-from midigen.studio import AppLimits, Composition, Studio
+from midigen.studio import AppLimits, Composition, NewMusicMeter, Studio
 
 LOG = logging.getLogger("midigen.app")
 SEED_INPUT = "seed_file"
@@ -105,7 +106,8 @@ class Composer:
     time_limit_s: float
     live: LiveHub = field(default_factory=LiveHub)
     endless_max_minutes: float = 60.0
-    pending: dict[str, Composition] = field(default_factory=dict)  # composed, waiting for their audio (page only)
+    # composed, waiting for their audio, with the first take's live stream (page only)
+    pending: dict[str, tuple[Composition, PieceStream | None]] = field(default_factory=dict)
     duet: duet.Duet | None = None  # the Duet tab's answers and sound; None: one on the studio's styles
 
     def __post_init__(self):
@@ -128,21 +130,28 @@ class Composer:
         for notice in composition.silent.values():  # said before the first take plays, not only in the summary
             gr.Warning(notice)
         key = os.urandom(12).hex()
-        self.pending = {k: v for k, v in self.pending.items() if time.perf_counter() - v.started < 600}
-        self.pending[key] = composition
+        self.pending = {k: v for k, v in self.pending.items() if time.perf_counter() - v[0].started < 600}
         try:
-            stream_id = self.live.open(PieceStream(composition.previews[0], composition.soundfont))
-        except (RenderUnavailable, UserError):  # no audio here, or too many streams: the players come as before
+            stream = PieceStream(composition.previews[0], composition.soundfont,
+                                 NewMusicMeter(composition.previews[0]))
+        except RenderUnavailable:  # no audio here: the MIDI and piano roll come as before
+            self.pending[key] = composition, None
+            return key, None
+        self.pending[key] = composition, stream  # its recording becomes the first take's file, heard live or not
+        try:
+            stream_id = self.live.open(stream)
+        except UserError:  # too many streams: the players come as before
             return key, None
         return key, {"url": self.live.url(stream_id), "kind": "piece", "id": stream_id}
 
     def finish(self, key: str, progress: Callable[[float, str], None]) -> dict:
         """The page's second half of a request: every take's audio and the piano roll."""
-        composition = self.pending.pop(key, None)
+        composition, stream = self.pending.pop(key, (None, None))
         if composition is None:
             raise gr.Error("This result has expired; please generate again.", print_exception=False)
         with answering():
-            result = self._within_limit(self.studio.finish, composition, progress=progress)
+            finish = partial(self.studio.finish, first_take=stream.recording if stream else None)
+            result = self._within_limit(finish, composition, progress=progress)
         return self._outputs(result)
 
     def start_endless(self, seed_file, values: dict) -> tuple[str, dict]:

@@ -168,8 +168,9 @@ def server_cpu(pid: int) -> float:
 
 
 def capacity(ref: str, requests: int, seeds: list[Path], folder: Path) -> None:
-    """Server CPU per 30 s request (one variation; from scratch and continuing a recorded performance, in turn),
-    for this checkout and for commit ``ref``, one request at a time to each server in turn."""
+    """Server CPU per 30 s request (one variation), for this checkout and for commit ``ref``, one request at a time
+    to each server in turn: through the API (from scratch and continuing a recorded performance, in turn), then
+    clicked on the page in a real browser (from scratch: the page plays it, live where it can)."""
     requests_of = [("scratch", None), ("continue", seeds[0])]
     with running_app(folder / "this") as this, running_app(folder / "then", repo=checkout(ref, folder / ref)) as then:
         servers = {"this checkout": this, ref: then}
@@ -184,9 +185,44 @@ def capacity(ref: str, requests: int, seeds: list[Path], folder: Path) -> None:
                 assert outcome.result == "ok", f"{name}: {outcome.result}"
                 if index >= 0:
                     cpu[name] += server_cpu(app.pid) - before
-        for name in servers:
-            print(f"{name}: server CPU per 30 s request {cpu[name] / requests * 1000:.0f} ms ({requests} requests)")
-        print(f"this checkout against {ref}: {cpu['this checkout'] / cpu[ref]:.2f}x")
+        report("API", cpu, requests, ref)
+        report("page", page_cpu(servers, requests), requests, ref)
+
+
+def page_cpu(servers: dict, requests: int) -> dict[str, float]:
+    """Server CPU of ``requests`` clicks on Generate (30 s from scratch, the defaults) on each server's page, up to
+    its player's audio loaded; one page per server, after two clicks each to warm up."""
+    from app_testkit import CHROMIUM, CHROMIUM_ARGS
+    from playwright.sync_api import sync_playwright
+    from test_browser import LOADED_AUDIO, MEDIA_HOOK, SUMMARY
+
+    cpu = dict.fromkeys(servers, 0.0)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pages = {}
+        for name, app in servers.items():
+            context = browser.new_context()
+            context.add_init_script(MEDIA_HOOK)
+            context.set_default_timeout(120_000)
+            pages[name] = context.new_page()
+            pages[name].goto(app.url, wait_until="domcontentloaded")
+        summaries, sources = dict.fromkeys(servers), dict.fromkeys(servers)
+        for index in range(-2, requests):
+            for name, app in servers.items():
+                page, before = pages[name], server_cpu(app.pid)
+                page.get_by_role("button", name="Generate", exact=True).click()
+                summaries[name] = page.wait_for_function(SUMMARY, arg=summaries[name]).json_value()
+                sources[name] = page.wait_for_function(LOADED_AUDIO, arg=sources[name]).json_value()["src"]
+                if index >= 0:
+                    cpu[name] += server_cpu(app.pid) - before
+        browser.close()
+    return cpu
+
+
+def report(path: str, cpu: dict[str, float], requests: int, ref: str) -> None:
+    for name, seconds in cpu.items():
+        print(f"{path}, {name}: server CPU per 30 s request {seconds / requests * 1000:.0f} ms ({requests} requests)")
+    print(f"{path}, this checkout against {ref}: {cpu['this checkout'] / cpu[ref]:.2f}x", flush=True)
 
 
 def main() -> None:

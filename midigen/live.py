@@ -2,8 +2,8 @@
 
 A stream turns music into audio a chunk at a time and sends it over one HTTP response (``LiveHub.route``):
 
-* ``PieceStream``: a finished piece (the first take of Generate), rendered as fast as it is read, so
-  the first sound does not wait for the rest to be rendered;
+* ``PieceStream``: a finished piece (the first take of Generate), rendered chunk by chunk as fast as it
+  goes, so the first sound does not wait for the rest; its recording is the take's audio file;
 * ``EndlessLive``: the endless mode, written a bar at a time by ``endless.EndlessStream`` and kept
   ``lead`` seconds ahead of the listener, so a change of key, density, temperature or repetition is
   heard within two bars.
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import secrets
@@ -31,6 +32,8 @@ import pretty_midi
 from .audio_stream import Mp3Stream, SynthStream, pool_for
 from .render import TAIL_SECONDS
 from .settings import UserError
+
+log = logging.getLogger("midigen.live")
 
 ROUTE = "/midigen/live/{stream_id}"
 FIRST_CHUNK_SECONDS = 0.5  # a piece's first chunk: short, so that it sounds at once
@@ -56,31 +59,75 @@ def read_frames(data: bytes) -> list[tuple[dict, bytes]]:
 
 
 class PieceStream:
-    """A finished piece as a stream: chunk after chunk, nothing held back."""
+    """A finished piece (the first take of Generate) as a stream. It is rendered on a thread of its own, chunk after
+    chunk as fast as it goes, from the moment it is made, whether anyone listens yet or not; the listener gets the
+    chunks as they come, and the MP3 bytes of them all are the take's audio file (``recording``), so the take is
+    rendered once. ``meter`` (``studio.NewMusicMeter``) measures the audio on the way."""
 
     lead = math.inf  # no pacing: the browser buffers what comes
     kept_after_end = False  # nothing to ask of it once played
 
-    def __init__(self, midi: pretty_midi.PrettyMIDI, soundfont: str | None = None):
+    def __init__(self, midi: pretty_midi.PrettyMIDI, soundfont: str | None = None, meter=None):
         self.end = midi.get_end_time() + TAIL_SECONDS
-        self.synth = SynthStream(pool_for(soundfont))
-        self.synth.schedule_midi(midi)
-        self.mp3 = Mp3Stream()
+        self.meter = meter
         self.sent = 0.0  # seconds of audio sent
+        self._chunks: list[tuple[bytes, bytes, float, bool]] = []  # header frame, MP3 bytes, end, last
+        self._taken = 0
+        self._done = False
+        self._failed = False
+        self._ready = threading.Condition()
+        synth = SynthStream(pool_for(soundfont))
+        synth.schedule_midi(midi)
+        threading.Thread(target=self._render, args=(synth,), name="midigen-piece", daemon=True).start()
+
+    def _render(self, synth: SynthStream) -> None:
+        mp3, rendered = Mp3Stream(), 0.0
+        try:
+            while rendered < self.end:
+                until = min(rendered + (FIRST_CHUNK_SECONDS if rendered == 0 else CHUNK_SECONDS), self.end)
+                first_frame = synth.frame
+                samples = synth.render(until)
+                if self.meter is not None:
+                    self.meter.add(samples, first_frame)
+                last = until >= self.end
+                audio = mp3.encode(samples) + (mp3.flush() if last else b"")
+                header = {"start": round(rendered, 3), "end": round(until, 3), "notes": [], "last": last,
+                          "bytes": len(audio)}
+                with self._ready:
+                    self._chunks.append((frame(header, b""), audio, until, last))
+                    self._ready.notify_all()
+                rendered = until
+        except Exception:
+            log.exception("a live piece could not be rendered")
+            self._failed = True
+        finally:
+            synth.close()
+            with self._ready:
+                self._done = True
+                self._ready.notify_all()
 
     def next_frame(self) -> tuple[bytes, bool]:
-        until = min(self.sent + (FIRST_CHUNK_SECONDS if self.sent == 0 else CHUNK_SECONDS), self.end)
-        audio = self.mp3.encode(self.synth.render(until))
-        last = until >= self.end
-        if last:
-            audio += self.mp3.flush()
-        header = {"start": round(self.sent, 3), "end": round(until, 3), "notes": [], "last": last, "bytes": len(audio)}
+        """The next chunk, waiting for it to be rendered; raises ``RuntimeError`` if rendering failed."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._taken < len(self._chunks) or self._done)
+            if self._taken == len(self._chunks):
+                raise RuntimeError("the live piece could not be rendered")
+            header, audio, until, last = self._chunks[self._taken]
+        self._taken += 1
         self.sent = until
-        return frame(header, audio), last
+        return header + audio, last
+
+    def recording(self) -> tuple[bytes, float | None] | None:
+        """Once all is rendered: the whole piece's MP3 bytes and its ``meter``'s level (None without a meter); None
+        if rendering failed."""
+        with self._ready:
+            self._ready.wait_for(lambda: self._done)
+        if self._failed:
+            return None
+        return b"".join(audio for _, audio, _, _ in self._chunks), self.meter.level() if self.meter else None
 
     def close(self) -> None:
-        self.synth.close()
-
+        """Nothing to free: the synthesizer goes back to its pool when the piece is rendered."""
 
 class EndlessLive:
     """An endless stream for one listener: bars written as the listener needs them, until ``max_seconds``."""

@@ -23,7 +23,7 @@ import pretty_midi
 from . import heap, pianoroll, ranges, soundfonts
 from .generate import Generated, GenerationRequest, Generator
 from .midi_io import MidiLimits, parse_midi, read_midi, trim_to_last
-from .render import PCM_MAX, SAMPLE_RATE, TAIL_SECONDS, RenderUnavailable, get_renderer, write_audio
+from .render import SAMPLE_RATE, TAIL_SECONDS, TARGET_PEAK, RenderUnavailable, get_renderer, write_audio
 from .settings import UserError, setting
 from .splice import Seed, cut, excerpt
 from .style_choice import StyleBook
@@ -39,6 +39,11 @@ PREVIEW_HELD_NOTES = 64  # at most this many of the notes still held where the p
 # (``ranges``), or when its new music's audio is quieter than QUIET_DBFS (RMS, after the take's normalization).
 SILENT_SHARE = 0.5
 QUIET_DBFS = -60.0
+
+
+# The first take's audio as its live stream recorded it: the MP3 bytes and the ``NewMusicMeter`` level of its new
+# music; None if the stream could not render it (``live.PieceStream.recording``).
+Recording = Callable[[], "tuple[bytes, float | None] | None"]
 
 
 @dataclass(frozen=True)
@@ -158,15 +163,17 @@ class Studio:
         return Composition(results, stems, midi_paths, previews, preview_start, first.random_seed, summary, notices,
                            started, request.soundfont, silent)
 
-    def finish(self, composition: Composition, progress: Callable[[float, str], None] | None = None) -> StudioResult:
-        """The second half of ``run``: the MIDI files, audio and piano roll of a ``compose``d request."""
+    def finish(self, composition: Composition, progress: Callable[[float, str], None] | None = None,
+               first_take: Recording | None = None) -> StudioResult:
+        """The second half of ``run``: the MIDI files, audio and piano roll of a ``compose``d request. With
+        ``first_take``, the first take's audio is what its live stream recorded (rendered once, not twice)."""
         progress = progress or (lambda fraction, message: None)
         notices, audio_paths = list(composition.notices), []
         for result, midi_path in zip(composition.results, composition.midi_paths, strict=True):
             midi_path.write_bytes(result.data)
         try:
             audio_paths, levels = self._render(composition.previews, composition.stems, composition.soundfont,
-                                               progress)
+                                               progress, first_take)
             notices += [notice for take, notice in quiet_takes(levels, composition.soundfont).items()
                         if take not in composition.silent]
         except RenderUnavailable as error:
@@ -179,20 +186,32 @@ class Studio:
                             composition.random_seed, summary, notices)
 
     def _render(self, previews: list[pretty_midi.PrettyMIDI], stems: list[Path], soundfont: str,
-                progress: Callable[[float, str], None] | None = None) -> tuple[list[Path], list[float | None]]:
+                progress: Callable[[float, str], None] | None = None,
+                first_take: Recording | None = None) -> tuple[list[Path], list[float | None]]:
         """MP3 files of ``previews`` at ``stems`` through ``soundfont``, and the level of each one's new music
-        (``new_music_level``); LAME encodes one while FluidSynth renders the next. ``progress`` is told before each
-        take (a request past its time limit stops there)."""
+        (``NewMusicMeter``); LAME encodes one while FluidSynth renders the next. ``progress`` is told before each
+        take (a request past its time limit stops there). The first take comes from ``first_take`` when given,
+        after the others (its stream renders meanwhile), and is rendered here only if the recording failed."""
         progress = progress or (lambda fraction, message: None)
         renderer = get_renderer(soundfont)
+        paths = [stem.with_suffix(".mp3") for stem in stems]
+        levels: list[float | None] = [None] * len(previews)
+        order = list(range(1, len(previews))) + [0] if first_take else range(len(previews))
         with ThreadPoolExecutor(1, thread_name_prefix="midigen-encode") as encoder:
-            encoded, levels = [], []
-            for index, (preview, stem) in enumerate(zip(previews, stems, strict=True)):
-                progress(0.5 + 0.4 * index / len(previews), "Rendering audio")
-                audio = renderer.render(preview, max_seconds=self.limits.max_seconds * 3)
-                encoded.append(encoder.submit(write_audio, audio, stem.with_suffix(".mp3")))
-                levels.append(new_music_level(preview, audio))
-            return [job.result() for job in encoded], levels
+            encoded = []
+            for step, index in enumerate(order):
+                progress(0.5 + 0.4 * step / len(previews), "Rendering audio")
+                recorded = first_take() if index == 0 and first_take else None
+                if recorded is not None:
+                    paths[0].write_bytes(recorded[0])
+                    levels[0] = recorded[1]
+                    continue
+                audio = renderer.render(previews[index], max_seconds=self.limits.max_seconds * 3)
+                encoded.append(encoder.submit(write_audio, audio, paths[index]))
+                levels[index] = new_music_level(previews[index], audio)
+            for job in encoded:
+                job.result()
+        return paths, levels
 
     def sweep(self) -> None:
         """Remove request folders older than ``output_max_age_s``; now and then, give freed memory back
@@ -271,25 +290,51 @@ def quiet_takes(levels: list[float | None], soundfont: str) -> dict[int, str]:
             for take, level in enumerate(levels, start=1) if level is not None and level < QUIET_DBFS}
 
 
+class NewMusicMeter:
+    """The RMS level of a take's new music (``preview``'s last instrument), in dB relative to the take's audio
+    normalized to a -1 dBFS peak, as the files are: ``add`` the audio (int16, at ``SAMPLE_RATE``) whole or a chunk
+    at a time, then read ``level``.
+
+    The new music is measured from its first note, or ``TAIL_SECONDS`` after the seed's last note ends when that
+    leaves at least half of it (the seed's release is not counted), to the end of its last note."""
+
+    def __init__(self, preview: pretty_midi.PrettyMIDI):
+        notes = preview.instruments[-1].notes if preview.instruments else []
+        self.span = None  # (first, last) frame of the new music
+        if notes:
+            start, end = min(note.start for note in notes), max(note.end for note in notes)
+            released = max((note.end for part in preview.instruments[:-1] for note in part.notes),
+                           default=0.0) + TAIL_SECONDS
+            if start < released <= (start + end) / 2:
+                start = released
+            first = round(start * SAMPLE_RATE)
+            self.span = (first, max(round(end * SAMPLE_RATE), first + 1))
+        self.peak = 0
+        self.squares = 0.0
+        self.values = 0  # samples counted, of both channels
+
+    def add(self, audio: np.ndarray, first_frame: int = 0) -> NewMusicMeter:
+        """Count ``audio``, the frames from ``first_frame`` on."""
+        if len(audio):
+            self.peak = max(self.peak, int(audio.max()), -int(audio.min()))
+        if self.span is not None:
+            part = audio[max(self.span[0] - first_frame, 0) : max(self.span[1] - first_frame, 0)]
+            values = part.reshape(-1).astype(np.float32)
+            self.squares += float(np.dot(values, values))
+            self.values += part.size
+        return self
+
+    def level(self) -> float | None:
+        """The level in dB; None without new notes or their audio, -inf when nothing sounds."""
+        if not self.values:
+            return None
+        rms = np.sqrt(self.squares / self.values)
+        return 20 * np.log10(rms / self.peak * TARGET_PEAK) if rms > 0 else -np.inf
+
+
 def new_music_level(preview: pretty_midi.PrettyMIDI, audio: np.ndarray) -> float | None:
-    """The RMS level (dBFS) of ``audio`` (int16, as ``Renderer.render`` gives it for ``preview``) over the new music
-    (``preview``'s last instrument): from its first note, or ``TAIL_SECONDS`` after the seed's last note ends when
-    that leaves at least half of it (the seed's release is not counted), to the end of its last note. None without
-    new notes."""
-    notes = preview.instruments[-1].notes if preview.instruments else []
-    if not notes:
-        return None
-    start, end = min(note.start for note in notes), max(note.end for note in notes)
-    released = max((note.end for part in preview.instruments[:-1] for note in part.notes), default=0.0) + TAIL_SECONDS
-    if start < released <= (start + end) / 2:
-        start = released
-    first = round(start * SAMPLE_RATE)
-    last = max(round(end * SAMPLE_RATE), first + 1)
-    part = audio[first:last].astype(np.float64)
-    if not part.size:
-        return None
-    rms = float(np.sqrt(np.mean(np.square(part)))) / PCM_MAX
-    return 20 * np.log10(rms) if rms > 0 else -np.inf
+    """``NewMusicMeter``'s level of ``audio``, the whole of ``preview``'s."""
+    return NewMusicMeter(preview).add(audio).level()
 
 
 def _take(take: int, takes: int) -> str:

@@ -63,6 +63,32 @@ def test_composer_answers_with_named_outputs(demo, shipped_generator, tmp_path):
             composer.compose(None, {"temperature": "warm"}, lambda fraction, message: None)
 
 
+def test_the_page_renders_its_first_take_once_through_the_live_stream(shipped_generator, tmp_path):
+    """The page's two halves: ``start`` opens the first take's live stream, ``finish`` makes that stream's
+    recording the take's file (played or not) and renders the other takes."""
+    import app
+    from midigen.live import read_frames
+    from midigen.studio import Studio
+
+    values = {"seconds": 4, "random_seed": 5, "randomize": False, "variations": 2}
+    with ThreadPoolExecutor(1) as workers:
+        composer = app.Composer(Studio(shipped_generator, output_root=tmp_path), None, workers, 300.0)
+        played, recordings = [], []
+        for listen in (True, False):
+            key, player = composer.start(None, values, lambda fraction, message: None)
+            stream = composer.live.get(player["id"])
+            if listen:
+                while not played or not read_frames(played[-1])[-1][0]["last"]:
+                    played.append(stream.next_frame()[0])
+            outputs = composer.finish(key, lambda fraction, message: None)
+            recordings.append(stream.recording()[0])
+            assert Path(outputs["audio_1"]).read_bytes() == recordings[-1]
+            assert Path(outputs["audio_2"]).stat().st_size > 10_000 and outputs["audio_3"] is None
+        assert b"".join(audio for data in played for _, audio in read_frames(data)) == recordings[0]
+        with pytest.raises(app.gr.Error, match="expired"):
+            composer.finish(key, lambda fraction, message: None)
+
+
 def test_a_request_past_its_time_limit_stops_its_work_and_frees_its_worker(shipped_generator, tmp_path):
     import app
     from midigen.studio import Studio

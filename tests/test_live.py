@@ -14,6 +14,7 @@ from midigen.generate import GenerationRequest
 from midigen.live import CHUNK_SECONDS, FIRST_CHUNK_SECONDS, EndlessLive, LiveHub, PieceStream, read_frames
 from midigen.render import SAMPLE_RATE, TAIL_SECONDS, RenderUnavailable, get_renderer
 from midigen.settings import UserError
+from midigen.studio import NewMusicMeter, new_music_level
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -61,6 +62,18 @@ def test_a_piece_streams_in_short_chunks_that_join_into_the_whole_piece():
     assert decoded_seconds(whole) == pytest.approx(midi.get_end_time() + TAIL_SECONDS, abs=0.1)
     samples, _ = sf.read(io.BytesIO(whole))
     assert np.abs(samples[: int(4 * SAMPLE_RATE)]).max() > 0.1
+
+
+def test_a_piece_is_recorded_whole_whether_anyone_listens_or_not():
+    """The recording is the take's file: the same MP3 the listener got, and the level of its new music as a
+    normalized render measures it (the stream's level is fixed, the file's normalized)."""
+    midi = scale(5.0)
+    stream = PieceStream(midi, meter=NewMusicMeter(midi))
+    audio, level = stream.recording()  # nobody has read it yet
+    assert decoded_seconds(audio) == pytest.approx(midi.get_end_time() + TAIL_SECONDS, abs=0.1)
+    assert b"".join(chunk for _, chunk in drain(stream)) == audio  # a listener coming later hears the same
+    assert level == pytest.approx(new_music_level(midi, get_renderer().render(midi)), abs=1.0)
+    assert level > -30
 
 
 @pytest.fixture(scope="module")
