@@ -266,17 +266,18 @@ class Generator:
         return self.steered(writer, request)
 
     def steered(self, writer: PhraseWriter, request: GenerationRequest) -> PhraseWriter:
-        """``writer`` with the style's texture (``Style.duration_lift``, ``chord_lift``), and a key the request names
-        held harder (``NAMED_KEY_BIAS``), its pitch classes held near that
-        key's ``balance`` and no duration taking over (``Steering.vary``): asked for a named key the model hammers
-        its tonic and fifth in one rhythm (60 s pieces: the two took 0.63 of the time on average and up to 0.83, the
-        commonest duration 0.72 of the notes; held, 0.42, 0.52 and 0.48). Its notes stay within the pitches the
+        """``writer`` with the style's texture (``Style.duration_lift``, ``chord_lift``) and register offset, and a
+        key the request names held harder (``NAMED_KEY_BIAS``), its pitch classes held near that key's ``balance``
+        and no duration taking over (``Steering.vary``): asked for a named key the model hammers its tonic and fifth
+        in one rhythm (60 s pieces: the two took 0.63 of the time on average and up to 0.83, the commonest duration
+        0.72 of the notes; held, 0.42, 0.52 and 0.48). Its notes stay within the pitches the
         instrument sounds at through the request's soundfont (``sounding_range``)."""
         writer.pitch_range = self.sounding_range(request)
         if request.key not in ("auto", "free") and writer.target is not None:
             writer.balance, writer.key_weight = self.balance(request, writer.target), NAMED_KEY_BIAS
             writer.vary_durations = True
         writer.texture = self.texture
+        writer.register_offset = self.style.register_offset
         return writer
 
     def sounding_range(self, request: GenerationRequest) -> tuple[int, int] | None:

@@ -46,7 +46,6 @@ RANGE_BIAS = -1000.0  # logit added to a PITCH token the instrument cannot sound
 RANGE_MARGIN = 7.0  # the register target is kept this far inside the instrument's range (``PhraseWriter.aimed``)
 KEY_BIAS = 0.75  # logit weight of log(key profile) on pitch tokens (``key_bias``)
 LOUDNESS_HOLD = 1.0  # logit taken from a VELOCITY token per level it lies from the one held (``loudness_bias``)
-REGISTER_OFFSET = 2.0  # semitones asked above the target: the model writes lower than it is asked
 GAIN = 0.5  # share of the remaining error corrected after each bar
 MIN_NOTES = 8  # new notes written before steering starts
 MIN_PHRASE_NOTES = 4  # fewer: not worth recalling
@@ -120,7 +119,7 @@ def loudness_bias(level: int, tokenizer, weight: float = LOUDNESS_HOLD) -> np.nd
 class Steering:
     """Corrections added to the target's register, density (log2 notes per beat) and loudness."""
 
-    pitch: float = REGISTER_OFFSET
+    pitch: float = 0.0
     log_density: float = 0.0
     velocity: float = 0.0
     classes: np.ndarray = field(default_factory=lambda: np.zeros(12))  # logit added to each pitch class
@@ -349,6 +348,7 @@ class PhraseWriter:
         self.vary_durations = False  # whether no duration may take over (``Steering.vary``)
         self.texture: np.ndarray | None = None  # the style's constant bias (``texture_bias``)
         self.pitch_range: tuple[int, int] | None = None  # the pitches the instrument sounds at (None: all)
+        self.register_offset = 0.0  # semitones asked above the target at first (``Style.register_offset``)
 
     @property
     def bias(self) -> np.ndarray | None:
@@ -380,7 +380,7 @@ class PhraseWriter:
         """``write``'s tokens, a passage at a time: the rest of a bar, or a recalled phrase. With ``memory`` (bars)
         steering and recalls read only the last ``memory`` bars, so an endless stream costs the same at every bar."""
         rng = np.random.Generator(np.random.PCG64(random_seed))
-        steering = Steering()
+        steering = Steering(pitch=self.register_offset)
         music = MusicSoFar(self.tokenizer, prompt, position, self.sounding, memory)
         start, state, notes, made = position, None, 0, 0
         stop_at = (position // self.bar + 1) * self.bar  # where the next call stops: the next bar line
