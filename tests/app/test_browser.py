@@ -55,6 +55,7 @@ ROLL_BOX = """() => {
   return {width: box.width, height: box.height};
 }"""
 ROLL = "#piano-roll [data-lanes]"
+UNNAMED_DIVS_REPAIRED = "() => !document.querySelector('div[aria-label]:not([role])')"
 NO_OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth + 1"
 PLAYER_ON_SCREEN = """(id) => { const box = document.getElementById(id).getBoundingClientRect();
                                  return box.height > 0 && box.top >= 0 && box.bottom <= window.innerHeight; }"""
@@ -470,6 +471,7 @@ def serious_faults(page) -> list[str]:
     """axe-core's serious and critical violations on the page as it is: rule, how many, and where."""
     from axe_playwright_python.sync_playwright import Axe
 
+    page.wait_for_function(UNNAMED_DIVS_REPAIRED, timeout=TIMEOUT_MS)  # the page's repairs run once it has loaded
     found = Axe().run(page).response["violations"]
     return [f"{v['id']} x{len(v['nodes'])}: {v['nodes'][0]['target']}" for v in found
             if v["impact"] in ("serious", "critical")]
