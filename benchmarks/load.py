@@ -2,7 +2,7 @@
 
     python benchmarks/load.py --minutes 10              # 1 client, then 4 clients, the mixed load
     python benchmarks/load.py --soak 60                  # 2 clients for an hour; RSS every minute
-    python benchmarks/load.py --capacity 3b7088c         # server CPU per 30 s request, this checkout against a commit
+    python benchmarks/load.py --capacity 3b7088c         # server CPU per 30 s request (API, page), against a commit
 
 The load: pieces from scratch, continuations with the seed kept and not kept, Regenerate from here, every
 style, 1-4 variations of 5-60 s, about 5 % bad requests; the seeds are built in code like real uploads
