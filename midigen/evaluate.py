@@ -26,6 +26,7 @@ from .stats import (
     key_distances,
     ngram_share,
     notes_per_beat,
+    overlap,
     piece_statistics,
     pitch_class_profile,
     repeated_bars,
@@ -81,21 +82,27 @@ def generated_scores(generator: Generator, pieces: int, notes: int, temperature:
     return [g.continuation for g in generator.generate(request)]
 
 
-def compare(generator: Generator, real, generated) -> list[tuple[str, float, float, float, float]]:
-    """Rows of (statistic, real mean, real std, generated mean, generated std)."""
+def compare(generator: Generator, real, generated) -> list[tuple[str, float, float, float, float, float]]:
+    """Rows of (statistic, real mean, real std, generated mean, generated std, overlap of the per-piece
+    distributions: ``stats.overlap``)."""
     spb = generator.tokenizer.config.steps_per_beat
-    real_summary = summarize([piece_statistics(s, spb) for _, s in real])
-    gen_summary = summarize([piece_statistics(s, spb) for s in generated])
-    rows = [(k, *real_summary[k], *gen_summary[k]) for k in real_summary]
+    real_rows = [piece_statistics(s, spb) for _, s in real]
+    gen_rows = [piece_statistics(s, spb) for s in generated]
+    real_summary, gen_summary = summarize(real_rows), summarize(gen_rows)
+    rows = [(k, *real_summary[k], *gen_summary[k], overlap([r[k] for r in real_rows], [r[k] for r in gen_rows]))
+            for k in real_summary]
     distance = 0.5 * np.abs(pitch_class_profile([s for _, s in real]) - pitch_class_profile(generated)).sum()
-    rows.append(("pitch_profile_distance", 0.0, 0.0, float(distance), 0.0))
+    rows.append(("pitch_profile_distance", 0.0, 0.0, float(distance), 0.0, math.nan))
     return rows
 
 
 def format_table(rows) -> str:
-    lines = [f"{'statistic':<24}{'real':>18}{'generated':>18}"]
-    for name, real_mean, real_std, gen_mean, gen_std in rows:
-        lines.append(f"{name:<24}{real_mean:>10.3f} ±{real_std:<6.3f}{gen_mean:>10.3f} ±{gen_std:<6.3f}")
+    lines = [f"{'statistic':<24}{'real':>18}{'generated':>18}{'overlap':>9}"]
+    for name, real_mean, real_std, gen_mean, gen_std, shared in rows:
+        lines.append(f"{name:<24}{real_mean:>10.3f} ±{real_std:<6.3f}{gen_mean:>10.3f} ±{gen_std:<6.3f}"
+                     + ("" if math.isnan(shared) else f"{shared:>9.2f}"))
+    shares = [row[5] for row in rows if not math.isnan(row[5])]
+    lines += ["", f"mean overlap of the per-piece distributions (1 = the same): {np.mean(shares):.3f}"]
     return "\n".join(lines)
 
 

@@ -60,6 +60,24 @@ def pitch_class_profile(scores: list[Score]) -> np.ndarray:
     return np.mean(profiles, axis=0)
 
 
+def overlap(a, b, points: int = 1024) -> float:
+    """Overlapping area of the distributions of two samples (1 = the same, 0 = apart), each a Gaussian kernel density
+    estimate with Scott's bandwidth (at least a thousandth of the values' scale, so a constant sample is a narrow
+    peak); NaN if either has fewer than two values."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return math.nan
+    floor = 1e-3 * max(1.0, float(np.abs(np.concatenate([a, b])).max()))
+    widths = [max(float(x.std(ddof=1)) * len(x) ** -0.2, floor) for x in (a, b)]
+    grid = np.linspace(min(a.min(), b.min()) - 4 * max(widths), max(a.max(), b.max()) + 4 * max(widths), points)
+
+    def density(x: np.ndarray, width: float) -> np.ndarray:
+        kernels = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / width) ** 2)
+        return kernels.sum(axis=1) / (len(x) * width * math.sqrt(2 * math.pi))
+
+    return float(np.trapezoid(np.minimum(density(a, widths[0]), density(b, widths[1])), grid))
+
+
 def summarize(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:
     """(mean, std) of every statistic over pieces."""
     keys = rows[0].keys()

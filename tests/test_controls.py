@@ -35,6 +35,7 @@ from midigen.stats import (
     floor_to_ceiling,
     ngram_share,
     notes_per_beat,
+    overlap,
     repeated_bars,
 )
 from midigen.tokenizer import Note, Score, Tokenizer
@@ -101,6 +102,17 @@ def test_notes_per_beat():
     assert notes_per_beat([0, 12, 24, 36], 12) == pytest.approx(4 / 3)
     assert notes_per_beat([0, 0, 0], 12) == 3  # at least one beat
     assert notes_per_beat([], 12) == 0
+
+
+def test_overlap_of_two_samples_distributions():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(0, 1, 400), rng.normal(0, 1, 400)
+    assert overlap(a, b) > 0.85 and overlap(a, b) == pytest.approx(overlap(b, a))
+    assert overlap(a, rng.normal(3, 1, 400)) == pytest.approx(2 * 0.0668, abs=0.04)  # 2 Φ(-1.5) for normals 3 σ apart
+    assert overlap(a, a + 100) == 0
+    assert overlap([80, 80, 80], [80, 80]) == pytest.approx(1, abs=1e-3)  # constant samples: narrow peaks
+    assert overlap([80, 80], [88, 88]) == 0
+    assert math.isnan(overlap([1.0], [1.0, 2.0]))
 
 
 def test_floor_to_ceiling_scores():

@@ -378,8 +378,11 @@ def test_evaluate_command(fixture_midi_dir, capsys):
     (distance,) = set(rows) - set(statistics)
     assert "distance" in distance
     assert sorted(rows) == sorted(statistics + [distance])
-    assert all(len(values) == 4 and all(math.isfinite(v) for v in values) for values in rows.values())
-    assert 0.0 <= rows[distance][2] <= 1.0
+    assert all(all(math.isfinite(v) for v in values) for values in rows.values())
+    assert all(len(rows[name]) == 5 and 0.0 <= rows[name][4] <= 1.0 for name in statistics)  # with their overlap
+    assert len(rows[distance]) == 4 and 0.0 <= rows[distance][2] <= 1.0
+    mean = re.search(r"mean overlap of the per-piece distributions \(1 = the same\): ([\d.]+)", out)
+    assert mean and 0.0 <= float(mean.group(1)) <= 1.0, out
     # continuations: one row per seed length that two pieces or more are long enough for (not the 20-note one)
     top = next(i for i, line in enumerate(lines) if line.split()[:2] == ["seed", "length"])
     header = ["key", "register", "density", "loudness", "in", "key", "(real)", "drones", "(real)"]
