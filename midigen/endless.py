@@ -96,12 +96,14 @@ class EndlessStream:
         self.score = score
         self.bpm = seed.bpm if seed is not None else score.bpm
         self.sounding = tok.level_velocities(score)
+        self.heard = generator.heard(score)  # the seed's pitch-class profile (``Generator.balance``)
         self.start = score.notes[-1].start if score.notes else 0
         self.prompt = tok.score_to_tokens(score, add_eos=False)
         unasked = replace(request, key="auto", density="auto")
         if score.notes or not generator.checkpoint.model_config.control_size:
             self.base = generator.controls(unasked, score)
-            self.writer = generator.continuation_writer(request, generator.asked(request, self.base), self.sounding)
+            self.writer = generator.continuation_writer(request, generator.asked(request, self.base), self.sounding,
+                                                       self.heard)
             writer_seed, opening = self.random_seed, []
         else:
             writer_seed = self.random_seed + 1
@@ -131,15 +133,15 @@ class EndlessStream:
 
     def _follow(self) -> None:
         """Hand the request's key, density, temperature and repetition to the writer, with what keeps an endless
-        stream music: its pitch classes held near the typical profile of its key (``Generator.balance``; else the
-        model, asked for a key, hammers its tonic and fifth ever harder) and no duration taking over."""
+        stream music: its pitch classes held near the typical profile of its key and its seed's (``Generator.balance``;
+        else the model, asked for a key, hammers its tonic and fifth ever harder) and no duration taking over."""
         writer, request, generator = self.writer, self.request, self.generator
         writer.temperature, writer.recall = request.temperature, request.repetition
         if writer.target is None:  # weights without controls: nothing to steer
             return
         writer.target = generator.asked(request, self.base)
         writer.key = None if not self.score.notes and request.key == "auto" else generator.held_key(writer.target)
-        writer.balance = generator.balance(request, writer.target)
+        writer.balance = generator.balance(request, writer.target, self.heard)
         writer.key_weight = KEY_BIAS if request.key in ("auto", "free") else NAMED_KEY_BIAS
         writer.vary_durations = True
 

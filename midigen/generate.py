@@ -20,7 +20,7 @@ from .render import RenderUnavailable
 from .sample import NumbaSampler, SamplingSettings, TorchSampler
 from .settings import MAX_RANDOM_SEED, check_range, setting
 from .splice import Seed, midi_bytes, splice
-from .stats import estimate_key
+from .stats import estimate_key, score_profile
 from .styles import AUTO
 from .tokenizer import BOS, DEFAULT_BPM, Note, Score, Tokenizer
 
@@ -31,6 +31,7 @@ KEY_STRENGTH = 1.5  # a key named by the user is stressed 1.5x as hard as in tra
 # ...which alone makes the model hammer the tonic and fifth; the writer holds the pitch classes near (``balance``):
 NAMED_CLARITY = 0.3  # share of the named key's clear profile in the typical one of that key
 NAMED_KEY_BIAS = 1.5  # a named key's ``key_bias`` weight (others: ``phrases.KEY_BIAS``)
+SEED_BALANCE = 0.5  # share of a seed's own pitch-class profile in the one its continuation is held near (``balance``)
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ class Generator:
         sounding = tok.level_velocities(seed_score)  # how loud each level plays: as the seed played it
         target = self.controls(request, seed_score)  # also refuses a key or density the weights cannot take
         if seed_score.notes or not self.checkpoint.model_config.control_size:
-            writer = self.continuation_writer(request, target, sounding)
+            writer = self.continuation_writer(request, target, sounding, self.heard(seed_score))
             rows = self._each_variation(request.variations,
                                         lambda row: writer.write(prompt, sampling, random_seed + row, position))
         else:
@@ -257,25 +258,30 @@ class Generator:
                                      random_seed, data, self.style.name))
         return results
 
-    def continuation_writer(self, request: GenerationRequest, target: Controls,
-                            sounding: dict[int, int]) -> PhraseWriter:
-        """The writer of a continuation keeping ``target`` (``controls``), its seed's key and loudness held."""
+    def continuation_writer(self, request: GenerationRequest, target: Controls, sounding: dict[int, int],
+                            heard: np.ndarray | None = None) -> PhraseWriter:
+        """The writer of a continuation keeping ``target`` (``controls``), its seed's key and loudness held, and its
+        pitch classes near the seed's (``heard``: ``balance``)."""
         target = target if self.checkpoint.model_config.control_size else None
         writer = PhraseWriter(self.sampler, target, request.repetition, self.held_key(target),
                               self.held_loudness(target), sounding)
-        return self.steered(writer, request)
+        return self.steered(writer, request, heard)
 
-    def steered(self, writer: PhraseWriter, request: GenerationRequest) -> PhraseWriter:
+    def steered(self, writer: PhraseWriter, request: GenerationRequest,
+                heard: np.ndarray | None = None) -> PhraseWriter:
         """``writer`` with the style's texture (``Style.duration_lift``, ``chord_lift``) and register offset, and a
         key the request names held harder (``NAMED_KEY_BIAS``), its pitch classes held near that key's ``balance``
         and no duration taking over (``Steering.vary``): asked for a named key the model hammers its tonic and fifth
         in one rhythm (60 s pieces: the two took 0.63 of the time on average and up to 0.83, the commonest duration
-        0.72 of the notes; held, 0.42, 0.52 and 0.48). Its notes stay within the pitches the
-        instrument sounds at through the request's soundfont (``sounding_range``)."""
+        0.72 of the notes; held, 0.42, 0.52 and 0.48). A continuation in the seed's key is held near a ``balance``
+        with the seed's own profile (``heard``) in it. Its notes stay within the pitches the instrument sounds at
+        through the request's soundfont (``sounding_range``)."""
         writer.pitch_range = self.sounding_range(request)
-        if request.key not in ("auto", "free") and writer.target is not None:
-            writer.balance, writer.key_weight = self.balance(request, writer.target), NAMED_KEY_BIAS
-            writer.vary_durations = True
+        named = request.key not in ("auto", "free")
+        if writer.target is not None and (named or heard is not None):
+            writer.balance = self.balance(request, writer.target, heard)
+        if named and writer.target is not None:
+            writer.key_weight, writer.vary_durations = NAMED_KEY_BIAS, True
         writer.texture = self.texture
         writer.register_offset = self.style.register_offset
         return writer
@@ -294,15 +300,18 @@ class Generator:
         low, high = max(span[0], config.pitch_min), min(span[1], config.pitch_max)
         return None if (low, high) == (config.pitch_min, config.pitch_max) else (low, high)
 
-    def balance(self, request: GenerationRequest, target: Controls) -> np.ndarray | None:
+    def balance(self, request: GenerationRequest, target: Controls,
+                heard: np.ndarray | None = None) -> np.ndarray | None:
         """The pitch-class profile a writer keeping ``target`` holds the music near (``Steering.balance``): how the
         training pieces in its key sound (``ControlLevels.typical_profile``), with ``NAMED_CLARITY`` of the key's
-        clear profile in it when the request names the key; None without a key."""
+        clear profile in it when the request names the key, or else ``SEED_BALANCE`` of the seed's own profile
+        (``heard``; without it, none) so that a continuation keeps the seed's colour of its key (key scores after
+        150-note seeds: renaissance 0.77 to 1.27, game piano 1.42 to 1.58); None without a key."""
         if target.profile is None:
             return None
         typical = np.asarray(self.levels.typical_profile(estimate_key(np.asarray(target.profile))))
         if request.key in ("auto", "free"):
-            return typical
+            return typical if heard is None else (1 - SEED_BALANCE) * typical + SEED_BALANCE * np.asarray(heard)
         return (1 - NAMED_CLARITY) * typical + NAMED_CLARITY * np.asarray(target.profile)
 
     def scratch_writer(self, request: GenerationRequest, random_seed: int) -> tuple[PhraseWriter, list[int]]:
@@ -321,6 +330,11 @@ class Generator:
         writer, opening = self.scratch_writer(request, random_seed)
         rest = replace(sampling, max_tokens=max(sampling.max_tokens - len(opening), 1))
         return opening + writer.write(prompt + opening, rest, random_seed, 0)
+
+    @staticmethod
+    def heard(score: Score) -> np.ndarray | None:
+        """A seed's pitch-class profile, weighted by duration (None: no notes)."""
+        return score_profile(score) if score.notes else None
 
     @staticmethod
     def held_key(target: Controls | None) -> int | None:

@@ -38,7 +38,7 @@ class Style:
 STYLES: tuple[Style, ...] = (
     Style("game-piano", "Game piano",
           "Solo piano from video-game soundtracks: lively, pop-like harmony, wide register.",
-          "midigen-ff-piano", 0, None, duration_lift=0.2, chord_lift=0.15, register_offset=0.7),
+          "midigen-ff-piano", 0, None, duration_lift=0.2, chord_lift=0.35, register_offset=0.0),
     Style("chorale", "Chorale (Bach)",
           "Four-part hymns harmonized in the manner of J. S. Bach: steady quarter notes, cadences.",
           "midigen-chorale", 19, 72.0, register_offset=-0.5),

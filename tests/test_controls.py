@@ -352,6 +352,28 @@ def test_shipped_weights_continue_in_the_seed_key(shipped_generator):
     assert sum(k == key_index("D major") for k in keys) >= 3, keys
 
 
+def test_continuations_keep_the_colour_of_a_modal_seed(shipped_generator, monkeypatch):
+    """A dorian or lydian seed is estimated in a major or minor key; its continuation is held near the seed's own
+    pitch classes too (``SEED_BALANCE``), not only near the key's typical ones."""
+    from midigen import generate
+
+    def closeness() -> float:
+        found = []
+        for steps, tonic in (((0, 2, 3, 5, 7, 9, 10), 2), ((0, 2, 4, 6, 7, 9, 11), 5), ((0, 2, 3, 5, 7, 9, 10), 9)):
+            seed_score = scale_score(tonic, steps)
+            request = GenerationRequest(notes=120, seconds=None, random_seed=5, variations=6, continuation_only=True)
+            found += [correlation(duration_profile([n.pitch for n in r.continuation.notes],
+                                                   [n.duration for n in r.continuation.notes]),
+                                  duration_profile([n.pitch for n in seed_score.notes],
+                                                   [n.duration for n in seed_score.notes]))
+                      for r in shipped_generator.continue_score(request, seed_score)]
+        return float(np.mean(found))
+
+    held = closeness()
+    monkeypatch.setattr(generate, "SEED_BALANCE", 0.0)  # the key's typical profile only
+    assert held > 0.8 and held > closeness() + 0.05, held  # measured: 0.88 against 0.78
+
+
 def test_shipped_weights_from_scratch_keep_the_character_drawn(shipped_generator):
     request = GenerationRequest(seconds=20, random_seed=40, variations=6)
     correlations, register, loudness = [], [], []
