@@ -86,14 +86,16 @@ class Controls:
 @dataclass(frozen=True)
 class ControlLevels:
     """What named choices mean for a model, and what it writes from scratch: a typical profile of a major and a
-    minor key on C, the notes per beat of each density level, and the character of training pieces (``pieces``:
-    each one's 12 pitch-class shares, mean pitch and mean velocity). Measured on the training data and kept in the
-    checkpoint."""
+    minor key on C, the notes per beat of each density level, the character of training pieces (``pieces``:
+    each one's 12 pitch-class shares, mean pitch and mean velocity; the model reads velocities as their level's
+    middle), and the mean velocity the pieces play each velocity level at (``loudness``; 0: never). Measured on the
+    training data and kept in the checkpoint."""
 
     major: tuple[float, ...] = tuple(MAJOR_PROFILE / MAJOR_PROFILE.sum())
     minor: tuple[float, ...] = tuple(MINOR_PROFILE / MINOR_PROFILE.sum())
     density: tuple[float, ...] = (1.5, 2.3, 3.2, 4.2, 6.0)
     pieces: tuple[tuple[float, ...], ...] = ()
+    loudness: tuple[int, ...] = ()
 
     def key_profile(self, name: str) -> tuple[float, ...]:
         index = key_index(name)
@@ -123,7 +125,7 @@ class ControlLevels:
 
     def to_dict(self) -> dict:
         return {"major": list(self.major), "minor": list(self.minor), "density": list(self.density),
-                "pieces": [list(piece) for piece in self.pieces]}
+                "pieces": [list(piece) for piece in self.pieces], "loudness": list(self.loudness)}
 
     @classmethod
     def from_dict(cls, data: dict | None) -> ControlLevels:
@@ -133,12 +135,13 @@ class ControlLevels:
 
     @classmethod
     def measure(cls, passages: Iterable[Controls], pieces: Iterable[Controls] = (),
-                clearest: float = 0.1) -> ControlLevels:
+                loudness: Iterable[list[list[int]]] = (), clearest: float = 0.1) -> ControlLevels:
         """Levels from training passages: for each mode, the mean profile of the ``clearest`` share of its
         passages (those whose estimated key stands out most from the next best), rotated to C; and the
         density percentiles. Clear passages make a key asked for unmistakable. The passages are read once,
         keeping 14 numbers of each. ``pieces`` (whole training pieces) give the characters, at most
-        ``MAX_PIECES`` of them, spread evenly."""
+        ``MAX_PIECES`` of them, spread evenly; ``loudness`` (each piece's [sum of velocities, notes] per velocity
+        level, as ``prepare`` records them) the velocity each level plays at."""
         from .stats import key_correlations
 
         minor, margins, profiles, density = array("b"), array("d"), array("d"), array("d")
@@ -158,7 +161,15 @@ class ControlLevels:
                       for p in pieces if p.profile is not None]
         characters = characters[:: -(-len(characters) // MAX_PIECES) or 1]
         return cls(levels["major"], levels["minor"], tuple(np.percentile(density, DENSITY_PERCENTILES).tolist()),
-                   tuple(characters))
+                   tuple(characters), mean_loudness(loudness))
+
+
+def mean_loudness(loudness: Iterable[list[list[int]]]) -> tuple[int, ...]:
+    """The mean velocity of each velocity level (0: no notes) over pieces' [sum of velocities, notes] per level,
+    as ``prepare`` records them (a piece recorded before that: ``[]``)."""
+    counted = [np.asarray(piece, dtype=np.int64) for piece in loudness if piece]
+    sums = np.sum(counted, axis=0) if counted else ()
+    return tuple(round(total / notes) if notes else 0 for total, notes in sums)
 
 
 @functools.lru_cache(maxsize=8)

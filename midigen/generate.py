@@ -143,6 +143,8 @@ class Generator:
         self.style = style
         self.checkpoint = checkpoint.load(weights)
         self.levels = ControlLevels.from_dict(self.checkpoint.info.get("controls"))
+        # the velocity each level plays at where a seed does not say: as the training pieces play it
+        self.level_loudness = {level: velocity for level, velocity in enumerate(self.levels.loudness) if velocity}
         self.tokenizer = Tokenizer(self.checkpoint.tokenizer_config)
         self.device = resolve_device(device)
         self.sampler = self._make_sampler(self.device)
@@ -245,7 +247,7 @@ class Generator:
                 request, prompt, sampling, random_seed + 1 + row))
         results = []
         for tokens in rows:
-            full = tok.tokens_to_score(prompt + tokens, bpm=seed_score.bpm, velocities=sounding)
+            full = tok.tokens_to_score(prompt + tokens, bpm=seed_score.bpm, velocities=self.played(sounding))
             seed_keys = {(n.pitch, n.start) for n in seed_score.notes}
             continuation = Score([n for n in full.notes if (n.pitch, n.start) not in seed_keys], bpm)
             if kept:
@@ -330,6 +332,12 @@ class Generator:
         writer, opening = self.scratch_writer(request, random_seed)
         rest = replace(sampling, max_tokens=max(sampling.max_tokens - len(opening), 1))
         return opening + writer.write(prompt + opening, rest, random_seed, 0)
+
+    def played(self, sounding: dict[int, int]) -> dict[int, int]:
+        """The velocity each level plays at: as ``sounding`` (a seed's ``level_velocities``) says, else as the
+        training pieces play it (``ControlLevels.loudness``), else the level's middle (``Tokenizer.tokens_to_score``).
+        The writer steers on ``sounding`` alone, as the model was trained on levels' middles."""
+        return {**self.level_loudness, **sounding}
 
     @staticmethod
     def heard(score: Score) -> np.ndarray | None:

@@ -4,8 +4,9 @@
 same bounded loader the app uses for uploads (``midi_io.load_midi``), into a folder holding
 
 - ``tokens-N.bin``: the token streams of all pieces, one after the other (int64, read as a memory map);
-- ``index.json``: per file its name, size, modification time, SHA-256 and note count, where its tokens lie,
-  the files skipped (and why) or found to duplicate another, and the tokenizer config and version with their hash.
+- ``index.json``: per file its name, size, modification time, SHA-256, note count and how loud its notes play at
+  each velocity level, where its tokens lie, the files skipped (and why) or found to duplicate another, and the
+  tokenizer config and version with their hash.
 
 Files are recognised by name, size and modification time, then by content: a re-run tokenizes only new or
 changed files, and files with the same content are stored (and trained on) once. ``TokenCache`` reads it back.
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from .device import usable_cores
 from .midi_io import MidiError, MidiLimits, load_midi
-from .tokenizer import TOKENIZER_VERSION, Tokenizer, TokenizerConfig
+from .tokenizer import TOKENIZER_VERSION, Score, Tokenizer, TokenizerConfig
 
 FORMAT = "midigen-token-cache-1"
 INDEX = "index.json"
@@ -49,6 +50,7 @@ class Entry:
     length: int = 0
     skipped: str = ""  # why the file is not used (empty: it is)
     same_as: str = ""  # the stored file with the same content
+    loudness: list[list[int]] = field(default_factory=list)  # per velocity level: [sum of velocities, notes]
 
 
 @dataclass
@@ -114,9 +116,9 @@ class TokenCache:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(f"{self.folder} is not a readable token cache ({error}); run prepare again") from None
 
-    def pieces(self) -> list[tuple[str, np.ndarray, int]]:
-        """(name, tokens, notes) of every stored piece, sorted by name; the tokens are views of the map."""
-        return [(e.name, self.tokens[e.offset : e.offset + e.length], e.notes) for e in self.entries
+    def pieces(self) -> list[tuple[str, np.ndarray, int, list[list[int]]]]:
+        """(name, tokens, notes, loudness) of every stored piece, sorted by name; the tokens are views of the map."""
+        return [(e.name, self.tokens[e.offset : e.offset + e.length], e.notes, e.loudness) for e in self.entries
                 if not e.skipped and not e.same_as]
 
     def check_tokenizer(self, config: TokenizerConfig) -> None:
@@ -186,13 +188,15 @@ def prepare(
             source = kept.get(entry.sha256)
             if source and entry.sha256 not in placed:
                 placed[entry.sha256] = _append(sink, old.tokens[source.offset : source.offset + source.length],
-                                               source.notes, source.skipped)
-        for digest, tokens, notes, reason in _tokenized(list(to_tokenize.items()), config, workers, progress):
-            placed[digest] = _append(sink, tokens, notes, reason)
+                                               source.notes, source.skipped, source.loudness)
+        for digest, tokens, notes, reason, loudness in _tokenized(list(to_tokenize.items()), config, workers,
+                                                                  progress):
+            placed[digest] = _append(sink, tokens, notes, reason, loudness)
     first: dict[str, str] = {}
     for entry in (e for e in entries if e.sha256):
         where = placed[entry.sha256]
         entry.offset, entry.length, entry.notes, entry.skipped = where.offset, where.length, where.notes, where.skipped
+        entry.loudness = where.loudness
         if entry.sha256 in first:
             entry.same_as = first[entry.sha256]
         else:
@@ -213,12 +217,13 @@ def _identity(entry: Entry) -> tuple:
     return entry.name, entry.size, entry.mtime_ns, entry.sha256
 
 
-def _append(sink, tokens: np.ndarray, notes: int, reason: str) -> Entry:
+def _append(sink, tokens: np.ndarray, notes: int, reason: str, loudness: list[list[int]]) -> Entry:
     """Write ``tokens`` at the end of the token file; return where they are (in an Entry without a name)."""
     offset = sink.tell() // TOKEN_DTYPE.itemsize
     if not reason:
         sink.write(np.ascontiguousarray(tokens, dtype=TOKEN_DTYPE).tobytes())
-    return Entry("", 0, 0, "", notes=notes, offset=offset, length=0 if reason else len(tokens), skipped=reason)
+    return Entry("", 0, 0, "", notes=notes, offset=offset, length=0 if reason else len(tokens), skipped=reason,
+                 loudness=loudness)
 
 
 def _report(entries: list[Entry], tokenized: int) -> Report:
@@ -246,7 +251,8 @@ def _old_cache(cache: Path) -> TokenCache | None:
 
 
 def _tokenized(items: list[tuple[str, Path]], config: TokenizerConfig, workers: int | None, progress: bool):
-    """(sha256, tokens, notes, reason skipped) of each (sha256, path), tokenized on ``workers`` processes."""
+    """(sha256, tokens, notes, reason skipped, loudness) of each (sha256, path), tokenized on ``workers``
+    processes."""
     workers = max(1, min(workers or usable_cores(), len(items)))
     bar = tqdm(total=len(items), desc="tokenizing", unit="file", disable=not progress or not items)
     if workers == 1:
@@ -273,14 +279,25 @@ def _start_worker(config: TokenizerConfig) -> None:
     _tokenizer = Tokenizer(config)
 
 
-def _tokenize(item: tuple[str, Path]) -> tuple[str, np.ndarray, int, str]:
+def _tokenize(item: tuple[str, Path]) -> tuple[str, np.ndarray, int, str, list[list[int]]]:
     """Load one file through the bounded loader and tokenize it; a file that cannot be used gives its reason."""
     digest, path = item
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            tokens = np.asarray(_tokenizer.encode(load_midi(path, TRAINING_LIMITS)), dtype=TOKEN_DTYPE)
+            score = _tokenizer.midi_to_score(load_midi(path, TRAINING_LIMITS))
     except MidiError as error:
-        return digest, np.zeros(0, TOKEN_DTYPE), 0, str(error)
+        return digest, np.zeros(0, TOKEN_DTYPE), 0, str(error), []
+    tokens = np.asarray(_tokenizer.score_to_tokens(score), dtype=TOKEN_DTYPE)
     notes = _tokenizer.count_notes(tokens.tolist())
-    return digest, tokens, notes, "" if notes else "The tokenizer found no notes in this file."
+    return digest, tokens, notes, "" if notes else "The tokenizer found no notes in this file.", _loudness(score)
+
+
+def _loudness(score: Score) -> list[list[int]]:
+    """[sum of velocities, notes] of ``score``'s notes at each velocity level."""
+    found = [[0, 0] for _ in range(_tokenizer.config.velocity_levels)]
+    for note in score.notes:
+        level = found[_tokenizer.velocity_level(note.velocity)]
+        level[0] += note.velocity
+        level[1] += 1
+    return found

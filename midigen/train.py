@@ -24,7 +24,7 @@ import math
 import random
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from itertools import chain, islice
 from pathlib import Path
 
@@ -49,6 +49,7 @@ class Piece:
     name: str
     tokens: np.ndarray
     notes: int
+    loudness: list[list[int]] = field(default_factory=list)  # per velocity level: [sum of velocities, notes]
 
 
 def split_by_file(pieces: list[Piece], share: float, random_seed: int) -> tuple[list[Piece], list[Piece]]:
@@ -421,7 +422,7 @@ def control_levels(pieces: list[Piece], tokenizer: Tokenizer, length: int) -> Co
                     yield controls
 
     characters = (TokenNotes.of(piece.tokens, tokenizer).controls(0, len(piece.tokens), spb) for piece in pieces)
-    return ControlLevels.measure(passages(), characters)
+    return ControlLevels.measure(passages(), characters, [piece.loudness for piece in pieces])
 
 
 def save_checkpoint(out, model, tokenizer, config, description, metrics, history, levels=None) -> None:

@@ -22,6 +22,7 @@ from midigen.controls import (
     Controls,
     TokenNotes,
     key_index,
+    mean_loudness,
 )
 from midigen.evaluate import is_drone
 from midigen.generate import KEY_STRENGTH, GenerationRequest, Generator
@@ -212,6 +213,28 @@ def test_levels_keep_each_training_pieces_character():
     assert len(ControlLevels.measure(pieces, pieces * 200).pieces) <= MAX_PIECES  # a big collection: spread evenly
 
 
+def test_levels_keep_how_loud_the_training_pieces_play_each_level():
+    # [sum of velocities, notes] per level, as prepare records them; a piece recorded before that: []
+    quiet, loud = [[0, 0]] * 5 + [[3 * 80, 3], [0, 0], [0, 0]], [[0, 0]] * 5 + [[92, 1], [110, 1], [0, 0]]
+    assert mean_loudness([quiet, loud, []]) == (0, 0, 0, 0, 0, 83, 110, 0)
+    assert mean_loudness([[]]) == ()
+    pieces = [Controls.of_score(scale_score(t), 12) for t in range(3)]
+    levels = ControlLevels.measure(pieces, pieces, [quiet, loud])
+    assert levels.loudness == (0, 0, 0, 0, 0, 83, 110, 0) and ControlLevels.from_dict(levels.to_dict()) == levels
+
+
+def test_new_music_plays_each_level_as_the_seed_or_else_the_training_pieces_do(shipped_generator):
+    trained = shipped_generator.levels.loudness  # game piano: level 7 at 126 on average, not its middle 120
+    assert len(trained) == 8 and trained[7] > 120
+    assert shipped_generator.played({6: 100}) == {**dict(enumerate(trained)), 6: 100}
+    (piece,) = shipped_generator.generate(GenerationRequest(seconds=20, random_seed=3))
+    assert {n.velocity for n in piece.continuation.notes} <= set(trained)
+    seed_score = scale_score(2, bars=2, velocity=100)  # level 6, played at 100
+    request = GenerationRequest(notes=60, seconds=None, random_seed=3, continuation_only=True)
+    (continued,) = shipped_generator.continue_score(request, seed_score)
+    assert {n.velocity for n in continued.continuation.notes} <= {100} | set(trained) - {trained[6]}
+
+
 def test_a_character_is_a_training_piece_moved_to_another_key():
     piece = Controls.of_score(scale_score(2, bars=2, velocity=96), 12)  # D major
     levels = ControlLevels(pieces=((*piece.profile, piece.mean_pitch, piece.mean_velocity),))
@@ -384,7 +407,9 @@ def test_shipped_weights_from_scratch_keep_the_character_drawn(shipped_generator
         correlations.append(correlation(profile, np.asarray(character.profile)))
         assert (profile > 0.02).sum() >= 6, row  # no drone: the key is kept through the controls only
         register.append(abs(np.mean([n.pitch for n in notes]) - character.mean_pitch))
-        loudness.append(abs(np.mean([n.velocity for n in notes]) - character.mean_velocity))
+        tok = shipped_generator.tokenizer  # the model is given velocities as their level's middle
+        loudness.append(abs(np.mean([tok.level_velocity(tok.velocity_level(n.velocity)) for n in notes])
+                            - character.mean_velocity))
     assert np.mean(correlations) > 0.5, correlations  # other pieces' profiles: about 0
     # register and loudness are given, not held: a piece may move around them as real pieces do
     assert np.mean(register) < 3 and max(register) < 6, register

@@ -65,7 +65,7 @@ def test_only_rank_zero_logs_and_validation_covers_every_held_out_file(two_proce
     meta = checkpoint.load(out).info
     held_out = set(meta["training"]["data"]["validation_files"])
     assert len(held_out) == 2  # one per rank: the figures must add both shards up
-    pieces = {name: tokens for name, tokens, _ in TokenCache(out.with_name("model.tokens")).pieces()}
+    pieces = {name: tokens for name, tokens, *_ in TokenCache(out.with_name("model.tokens")).pieces()}
     assert meta["validation"]["tokens"] == sum(len(pieces[name]) - 1 for name in held_out)
 
 

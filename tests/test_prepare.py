@@ -46,13 +46,16 @@ def test_prepare_stores_every_usable_piece_once_and_reports_the_rest(collection,
     assert "1 duplicate (stored once)" in text and "2 skipped" in text and "This file is empty." in text
     cache = TokenCache(tmp_path / "cache")
     pieces = cache.pieces()
-    assert [name for name, _, _ in pieces] == ["a.mid", "b.midi", "nested/deeper/c.MID"]
-    for name, tokens, notes in pieces:
+    assert [name for name, *_ in pieces] == ["a.mid", "b.midi", "nested/deeper/c.MID"]
+    for name, tokens, notes, _ in pieces:
         expected = tokens_of(collection / name)
         np.testing.assert_array_equal(tokens, expected)
         assert tokens.dtype == np.int64 and notes == TOKENIZER.count_notes(expected)
-    assert report.tokens == sum(len(tokens) for _, tokens, _ in pieces) == len(cache.tokens)
+    assert report.tokens == sum(len(tokens) for _, tokens, *_ in pieces) == len(cache.tokens)
     entries = {e.name: e for e in cache.entries}
+    # how loud each velocity level plays: a scale's 48 notes at velocity 80 (level 5) and 16 at 100 (level 6)
+    assert entries["a.mid"].loudness == [[0, 0]] * 5 + [[48 * 80, 48], [16 * 100, 16], [0, 0]]
+    assert entries["copy_of_a.mid"].loudness == entries["a.mid"].loudness
     assert entries["copy_of_a.mid"].same_as == "a.mid"
     assert entries["empty.mid"].skipped == "This file is empty." and entries["empty.mid"].length == 0
     index = json.loads((tmp_path / "cache" / INDEX).read_text())
@@ -65,7 +68,7 @@ def test_workers_give_the_same_cache_as_one_process(collection, tmp_path):
     prepare(collection, tmp_path / "one", workers=1, progress=False)
     prepare(collection, tmp_path / "two", workers=2, progress=False)
     one, two = TokenCache(tmp_path / "one").pieces(), TokenCache(tmp_path / "two").pieces()
-    assert [(n, t.tolist(), k) for n, t, k in one] == [(n, t.tolist(), k) for n, t, k in two]
+    assert [(n, t.tolist(), k, v) for n, t, k, v in one] == [(n, t.tolist(), k, v) for n, t, k, v in two]
 
 
 def test_a_rerun_tokenizes_only_new_or_changed_files(collection, tmp_path):
@@ -85,7 +88,7 @@ def test_a_rerun_tokenizes_only_new_or_changed_files(collection, tmp_path):
     # b.midi and copy_of_a.mid (known by content), c.MID and broken.mid (known by name, size and time)
     assert third.unchanged == 4 and third.duplicates == 0
     reopened = TokenCache(cache)
-    stored = {name: tokens for name, tokens, _ in reopened.pieces()}
+    stored = {name: tokens for name, tokens, *_ in reopened.pieces()}
     assert sorted(stored) == ["a.mid", "b.midi", "copy_of_a.mid", "nested/deeper/c.MID", "nested/new.mid"]
     np.testing.assert_array_equal(stored["a.mid"], tokens_of(collection / "a.mid"))
     np.testing.assert_array_equal(stored["copy_of_a.mid"], tokens_of(collection / "copy_of_a.mid"))
@@ -125,7 +128,7 @@ def test_a_cache_from_another_tokenizer_version_is_refused_then_tokenized_again(
     assert sorted(p.name for p in cache.iterdir()) == [INDEX, "tokens-2.bin"]
     again = training_cache(cache, tmp_path / "model", TokenizerConfig(), update=False)
     assert json.loads((cache / INDEX).read_text())["tokenizer_version"] == TOKENIZER_VERSION
-    for name, tokens, _ in again.pieces():
+    for name, tokens, *_ in again.pieces():
         np.testing.assert_array_equal(tokens, tokens_of(collection / name))
 
 
@@ -133,7 +136,7 @@ def test_training_cache_prepares_a_folder_next_to_the_checkpoint(tmp_path):
     scales = write_scales(tmp_path / "scales", 3)
     cache = training_cache(scales, tmp_path / "run" / "model", TokenizerConfig(), update=True)
     assert cache.folder == tmp_path / "run" / "model.tokens"
-    assert [name for name, _, _ in cache.pieces()] == ["scale0.mid", "scale1.mid", "scale2.mid"]
+    assert [name for name, *_ in cache.pieces()] == ["scale0.mid", "scale1.mid", "scale2.mid"]
     assert training_cache(cache.folder, tmp_path / "elsewhere", TokenizerConfig(), update=False).entries \
         == cache.entries
 

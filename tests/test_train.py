@@ -97,6 +97,8 @@ def test_training_describes_its_data(trained):
     assert len(characters) == 5 and all(len(c) == 14 for c in characters)
     assert all(sum(c[:12]) == pytest.approx(1, abs=1e-3) and 21 <= c[12] <= 108 and 1 <= c[13] <= 127
                for c in characters)
+    # how loud the training pieces play each velocity level: the scales' 80s (level 5) and 100s (level 6)
+    assert meta["controls"]["loudness"] == [0, 0, 0, 0, 0, 80, 100, 0]
 
 
 def test_resume_continues_from_the_saved_epoch(scales, tmp_path):
