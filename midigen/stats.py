@@ -62,20 +62,21 @@ def pitch_class_profile(scores: list[Score]) -> np.ndarray:
 
 def overlap(a, b, points: int = 1024) -> float:
     """Overlapping area of the distributions of two samples (1 = the same, 0 = apart), each a Gaussian kernel density
-    estimate with Scott's bandwidth (at least a thousandth of the values' scale, so a constant sample is a narrow
-    peak); NaN if either has fewer than two values."""
+    estimate with the same bandwidth: the wider of the two samples' Scott bandwidths, so that a sample of one value
+    repeated is read with the other's spread, not as a needle beside it (at least a thousandth of the values' scale:
+    two constant samples are narrow peaks); NaN if either has fewer than two values."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if len(a) < 2 or len(b) < 2:
         return math.nan
     floor = 1e-3 * max(1.0, float(np.abs(np.concatenate([a, b])).max()))
-    widths = [max(float(x.std(ddof=1)) * len(x) ** -0.2, floor) for x in (a, b)]
-    grid = np.linspace(min(a.min(), b.min()) - 4 * max(widths), max(a.max(), b.max()) + 4 * max(widths), points)
+    width = max(max(float(x.std(ddof=1)) * len(x) ** -0.2 for x in (a, b)), floor)
+    grid = np.linspace(min(a.min(), b.min()) - 4 * width, max(a.max(), b.max()) + 4 * width, points)
 
-    def density(x: np.ndarray, width: float) -> np.ndarray:
+    def density(x: np.ndarray) -> np.ndarray:
         kernels = np.exp(-0.5 * ((grid[:, None] - x[None, :]) / width) ** 2)
         return kernels.sum(axis=1) / (len(x) * width * math.sqrt(2 * math.pi))
 
-    return float(np.trapezoid(np.minimum(density(a, widths[0]), density(b, widths[1])), grid))
+    return float(np.trapezoid(np.minimum(density(a), density(b)), grid))
 
 
 def summarize(rows: list[dict[str, float]]) -> dict[str, tuple[float, float]]:

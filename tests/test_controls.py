@@ -113,6 +113,8 @@ def test_overlap_of_two_samples_distributions():
     assert overlap(a, a + 100) == 0
     assert overlap([80, 80, 80], [80, 80]) == pytest.approx(1, abs=1e-3)  # constant samples: narrow peaks
     assert overlap([80, 80], [88, 88]) == 0
+    # a constant sample against one mostly of that value: read with the other's spread, not as a needle
+    assert overlap([0.5] * 24, [0.5] * 29 + [1.0] * 2) == pytest.approx(29 / 31, abs=0.03)
     assert math.isnan(overlap([1.0], [1.0, 2.0]))
 
 
