@@ -96,7 +96,7 @@ class EndlessStream:
         self.score = score
         self.bpm = seed.bpm if seed is not None else score.bpm
         self.sounding = tok.level_velocities(score)
-        self.heard = generator.heard(score)  # the seed's pitch-class profile (``Generator.balance``)
+        self.heard = generator.heard(score)  # the seed's pitch-class profile and its share (``Generator.balance``)
         self.start = score.notes[-1].start if score.notes else 0
         self.prompt = tok.score_to_tokens(score, add_eos=False)
         unasked = replace(request, key="auto", density="auto")

@@ -399,6 +399,16 @@ def test_continuations_keep_the_colour_of_a_modal_seed(shipped_generator, monkey
     assert held > 0.8 and held > closeness() + 0.05, held  # measured: 0.88 against 0.78
 
 
+def test_a_short_seeds_few_pitch_classes_do_not_crowd_out_the_rest(shipped_generator):
+    """A seed of one note struck four times is continued with its key's pitch classes, not mostly that note."""
+    seed_score = Score([Note(60, 6 * i, 6, 90) for i in range(4)], 100.0)
+    request = GenerationRequest(notes=150, seconds=None, random_seed=1, variations=8, continuation_only=True)
+    top_two = [np.sort(duration_profile([n.pitch for n in r.continuation.notes],
+                                        [n.duration for n in r.continuation.notes]))[-2:].sum()
+               for r in shipped_generator.continue_score(request, seed_score)]
+    assert np.mean(top_two) < 0.5, top_two  # measured: 0.42 (held near the seed's profile in full: 0.63)
+
+
 def test_shipped_weights_from_scratch_keep_the_character_drawn(shipped_generator):
     request = GenerationRequest(seconds=20, random_seed=40, variations=6)
     correlations, register, loudness = [], [], []
