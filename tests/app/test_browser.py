@@ -580,7 +580,9 @@ def test_endless_plays_on_follows_a_key_change_and_stop_offers_what_was_played(b
         assert roll.is_visible() and "played; notes from MIDI" in roll.get_attribute("aria-label")  # it keeps up
         choose(page, "Key", "F# major")
         changed = page.evaluate("() => window.midigenLive.audio.currentTime")
-        page.wait_for_function("() => window.midigenLive.audio.currentTime > 22", timeout=TIMEOUT_MS)
+        # long enough after the change (however long choosing took) for two bars and some notes in the new key
+        page.wait_for_function("(t) => window.midigenLive.audio.currentTime > t", arg=max(22.0, changed + 16.0),
+                               timeout=TIMEOUT_MS)
         assert page.evaluate("() => window.__stalls") == 0  # no gap while it played
         click(page, "Stop")
         page.wait_for_function(LIVE_STATE_IS, arg="stopped", timeout=TIMEOUT_MS)
