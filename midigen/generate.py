@@ -272,8 +272,7 @@ class Generator:
 
     def steered(self, writer: PhraseWriter, request: GenerationRequest,
                 heard: tuple[np.ndarray, float] | None = None) -> PhraseWriter:
-        """``writer`` with the style's texture (``Style.duration_lift``, ``chord_lift``), register offset and steering
-        gain, and a
+        """``writer`` with the style's texture (``Style.duration_lift``, ``chord_lift``) and register offset, and a
         key the request names held harder (``NAMED_KEY_BIAS``), its pitch classes held near that key's ``balance``
         and no duration taking over (``Steering.vary``): asked for a named key the model hammers its tonic and fifth
         in one rhythm (60 s pieces: the two took 0.63 of the time on average and up to 0.83, the commonest duration
@@ -287,7 +286,7 @@ class Generator:
         if named and writer.target is not None:
             writer.key_weight, writer.vary_durations = NAMED_KEY_BIAS, True
         writer.texture = self.texture
-        writer.register_offset, writer.steering_gain = self.style.register_offset, self.style.steering_gain
+        writer.register_offset = self.style.register_offset
         return writer
 
     def sounding_range(self, request: GenerationRequest) -> tuple[int, int] | None:

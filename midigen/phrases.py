@@ -122,7 +122,6 @@ class Steering:
     pitch: float = 0.0
     log_density: float = 0.0
     velocity: float = 0.0
-    gain: float | None = None  # share of the error corrected after each bar (None: ``GAIN``)
     classes: np.ndarray = field(default_factory=lambda: np.zeros(12))  # logit added to each pitch class
     durations: np.ndarray | None = None  # logit added to each duration, 1 step up (``vary``)
 
@@ -150,7 +149,7 @@ class Steering:
         )
 
     def correct(self, target: Controls, made: Controls) -> None:
-        """Move each correction by ``gain`` (``GAIN``) times the error of the music made so far."""
+        """Move each correction by ``GAIN`` times the error of the music made so far."""
         errors = {
             "pitch": None if target.mean_pitch is None else target.mean_pitch - made.mean_pitch,
             "log_density": None if target.notes_per_beat is None
@@ -160,8 +159,7 @@ class Steering:
         for name, error in errors.items():
             if error is not None:
                 limit = LIMITS[name]
-                gain = GAIN if self.gain is None else self.gain
-                setattr(self, name, float(np.clip(getattr(self, name) + gain * error, -limit, limit)))
+                setattr(self, name, float(np.clip(getattr(self, name) + GAIN * error, -limit, limit)))
 
 
 @dataclass(frozen=True)
@@ -351,7 +349,6 @@ class PhraseWriter:
         self.texture: np.ndarray | None = None  # the style's constant bias (``texture_bias``)
         self.pitch_range: tuple[int, int] | None = None  # the pitches the instrument sounds at (None: all)
         self.register_offset = 0.0  # semitones asked above the target at first (``Style.register_offset``)
-        self.steering_gain: float | None = None  # ``Steering.gain`` (``Style.steering_gain``)
 
     @property
     def bias(self) -> np.ndarray | None:
@@ -383,7 +380,7 @@ class PhraseWriter:
         """``write``'s tokens, a passage at a time: the rest of a bar, or a recalled phrase. With ``memory`` (bars)
         steering and recalls read only the last ``memory`` bars, so an endless stream costs the same at every bar."""
         rng = np.random.Generator(np.random.PCG64(random_seed))
-        steering = Steering(pitch=self.register_offset, gain=self.steering_gain)
+        steering = Steering(pitch=self.register_offset)
         music = MusicSoFar(self.tokenizer, prompt, position, self.sounding, memory)
         start, state, notes, made = position, None, 0, 0
         stop_at = (position // self.bar + 1) * self.bar  # where the next call stops: the next bar line

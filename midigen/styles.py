@@ -29,8 +29,6 @@ class Style:
     # semitones asked above the register wanted, at first (``phrases.Steering``): how much lower than asked the
     # model writes, measured from scratch with steering off (200 pieces of 200 notes; ``tests/test_styles.py``)
     register_offset: float = 0.0
-    # share of the register, density and loudness error corrected after each bar (None: ``phrases.GAIN``, 0.5)
-    steering_gain: float | None = None
 
     @property
     def weights(self) -> Path:
@@ -43,7 +41,7 @@ STYLES: tuple[Style, ...] = (
           "midigen-ff-piano", 0, None, duration_lift=0.2, chord_lift=0.35, register_offset=0.0),
     Style("chorale", "Chorale (Bach)",
           "Four-part hymns harmonized in the manner of J. S. Bach: steady quarter notes, cadences.",
-          "midigen-chorale", 19, 72.0, register_offset=-0.5, steering_gain=1.0),
+          "midigen-chorale", 19, 72.0, register_offset=-0.5),
     Style("folk", "Folk (fiddle tunes)",
           "Irish and Scottish fiddle tunes: one quick melodic line, jigs, reels and airs.",
           "midigen-folk", 40, 112.0, register_offset=1.1),

@@ -160,7 +160,7 @@ def test_each_style_asks_as_much_higher_as_its_model_writes_lower(book, name, mo
 
     generator = book.generator(name)
     monkeypatch.setattr(phrases, "GAIN", 0.0)  # the first correction stays: the offset itself
-    monkeypatch.setattr(generator, "style", replace(generator.style, register_offset=0.0, steering_gain=None))
+    monkeypatch.setattr(generator, "style", replace(generator.style, register_offset=0.0))
     below = []
     for random_seed in range(200):
         request = GenerationRequest(seconds=None, notes=200, random_seed=random_seed)
