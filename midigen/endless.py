@@ -96,6 +96,7 @@ class EndlessStream:
         self.score = score
         self.bpm = seed.bpm if seed is not None else score.bpm
         self.sounding = tok.level_velocities(score)
+        self.velocities = generator.played(self.sounding)  # how loud each level sounds (``Generator.played``)
         self.heard = generator.heard(score)  # the seed's pitch-class profile and its share (``Generator.balance``)
         self.start = score.notes[-1].start if score.notes else 0
         self.prompt = tok.score_to_tokens(score, add_eos=False)
@@ -116,7 +117,7 @@ class EndlessStream:
         self._passages = self.writer.passages(self.prompt + opening, settings, writer_seed, self.start, memory)
         self.tokens = array("H", opening)  # every new token, for ``midi_bytes``
         skip = frozenset((n.pitch, n.start) for n in score.notes if n.start == self.start)
-        self.reader = NoteReader(tok, self.prompt, self.start, generator.played(self.sounding), skip)
+        self.reader = NoteReader(tok, self.prompt, self.start, self.velocities, skip)
         self.reader.read(opening)
         self.seconds_per_step = 60.0 / self.bpm / tok.config.steps_per_beat
 
@@ -168,8 +169,7 @@ class EndlessStream:
         """The new notes starting before ``until`` seconds of new music (None: all written), decoded as
         ``generate`` decodes them, on the seed's grid (from ``start``) at the new music's tempo."""
         tok = self.generator.tokenizer
-        full = tok.tokens_to_score(self.prompt + self.tokens.tolist(), bpm=self.score.bpm,
-                                   velocities=self.generator.played(self.sounding))
+        full = tok.tokens_to_score(self.prompt + self.tokens.tolist(), bpm=self.score.bpm, velocities=self.velocities)
         seed_keys = {(n.pitch, n.start) for n in self.score.notes}
         return Score([n for n in full.notes if (n.pitch, n.start) not in seed_keys
                       and (until is None or self._seconds(n.start) < until)], self.bpm)

@@ -129,6 +129,7 @@ class PieceStream:
     def close(self) -> None:
         """Nothing to free: the synthesizer goes back to its pool when the piece is rendered."""
 
+
 class EndlessLive:
     """An endless stream for one listener: bars written as the listener needs them, until ``max_seconds``."""
 
