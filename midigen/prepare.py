@@ -160,7 +160,8 @@ def prepare(
     # tokens are reused only from a cache written by the same tokenizer config and version
     old = previous if previous and previous.tokenizer_sha256 == tokenizer_hash(config) else None
     known = {e.name: e for e in old.entries} if old else {}
-    kept = {e.sha256: e for e in (old.entries if old else []) if not e.same_as}
+    # a piece stored before its loudness was recorded is tokenized again, to record it
+    kept = {e.sha256: e for e in (old.entries if old else []) if not e.same_as and (e.loudness or e.skipped)}
     entries, to_tokenize = [], {}
     for path in files:
         name, stat = path.relative_to(folder).as_posix(), path.stat()

@@ -71,6 +71,18 @@ def test_workers_give_the_same_cache_as_one_process(collection, tmp_path):
     assert [(n, t.tolist(), k, v) for n, t, k, v in one] == [(n, t.tolist(), k, v) for n, t, k, v in two]
 
 
+def test_a_cache_from_before_loudness_was_recorded_records_it_on_the_next_run(collection, tmp_path):
+    cache = tmp_path / "cache"
+    prepare(collection, cache, workers=1, progress=False)
+    index = json.loads((cache / INDEX).read_text())
+    for entry in index["files"]:
+        del entry["loudness"]
+    (cache / INDEX).write_text(json.dumps(index))
+    assert all(not loudness for *_, loudness in TokenCache(cache).pieces())
+    again = prepare(collection, cache, workers=1, progress=False)
+    assert again.tokenized == 3 and all(loudness for *_, loudness in TokenCache(cache).pieces())
+
+
 def test_a_rerun_tokenizes_only_new_or_changed_files(collection, tmp_path):
     cache = tmp_path / "cache"
     prepare(collection, cache, workers=1, progress=False)
